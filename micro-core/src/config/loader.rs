@@ -1,0 +1,501 @@
+//! Builds the effective configuration from its layers and checks it.
+
+use super::flags::{self, AppFlag, Flags, Naming};
+use super::yaml::{self, Layer, kind_name};
+use super::{Component, ConfigError, OptionSpec, sections::*};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+type Check = Arc<dyn Fn(&Loaded) -> Result<(), ConfigError> + Send + Sync>;
+
+/// One component section: its options, defaults, and the options of the plugins compiled in
+/// for it.
+#[derive(Clone)]
+pub struct SectionSchema {
+    /// Section name.
+    pub name: String,
+    /// The component's own options.
+    pub options: Vec<OptionSpec>,
+    /// Built-in defaults of the section.
+    pub defaults: Value,
+    /// `(plugin, options, defaults)` for each plugin compiled in for this section.
+    pub plugins: Vec<(String, Vec<OptionSpec>, Value)>,
+    checks: Vec<(Option<String>, Check)>,
+}
+
+impl std::fmt::Debug for SectionSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SectionSchema")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl SectionSchema {
+    /// The schema of component config `T`.
+    pub fn of<T: Component>() -> Self {
+        SectionSchema {
+            name: T::SECTION.to_string(),
+            options: T::options(),
+            defaults: serde_json::to_value(T::default()).unwrap_or(Value::Null),
+            plugins: Vec::new(),
+            checks: vec![(None, Arc::new(|l: &Loaded| l.section::<T>().map(|_| ())))],
+        }
+    }
+
+    /// The component's options plus every compiled plugin's, each key once.
+    pub fn all_options(&self) -> Vec<OptionSpec> {
+        let mut out = self.options.clone();
+        for (_, options, _) in &self.plugins {
+            for spec in options {
+                if !out.iter().any(|o| o.key == spec.key) {
+                    out.push(spec.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The default of `key` as text, if it has a non-empty one.
+    pub fn default_of(&self, key: &str) -> Option<String> {
+        let lookup = |root: &Value| {
+            let mut node = root;
+            for part in key.split('.') {
+                node = node.get(part)?;
+            }
+            Some(node.clone())
+        };
+        let value = lookup(&self.defaults)
+            .or_else(|| self.plugins.iter().find_map(|(_, _, d)| lookup(d)))?;
+        match value {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s),
+            Value::Array(a) if a.is_empty() => None,
+            Value::Object(o) if o.is_empty() => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Every section micro knows in this build.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    /// Sections in build order.
+    pub sections: Vec<SectionSchema>,
+}
+
+impl Schema {
+    /// The core sections: logger, registry, selector, transport, broker, store, events, sync,
+    /// auth, client, server.
+    pub fn core() -> Self {
+        Schema {
+            sections: vec![
+                SectionSchema::of::<LoggerConfig>(),
+                SectionSchema::of::<RegistryConfig>(),
+                SectionSchema::of::<SelectorConfig>(),
+                SectionSchema::of::<TransportConfig>(),
+                SectionSchema::of::<BrokerConfig>(),
+                SectionSchema::of::<StoreConfig>(),
+                SectionSchema::of::<EventsConfig>(),
+                SectionSchema::of::<SyncConfig>(),
+                SectionSchema::of::<AuthConfig>(),
+                SectionSchema::of::<ClientConfig>(),
+                SectionSchema::of::<ServerConfig>(),
+            ],
+        }
+    }
+
+    /// Adds the options of plugin `P` (checked when the section selects that plugin).
+    pub fn add_plugin<P: Component>(&mut self, plugin: &str) {
+        let Some(section) = self.sections.iter_mut().find(|s| s.name == P::SECTION) else {
+            return;
+        };
+        let defaults = serde_json::to_value(P::default()).unwrap_or(Value::Null);
+        section
+            .plugins
+            .push((plugin.to_string(), P::options(), defaults));
+        section.checks.push((
+            Some(plugin.to_string()),
+            Arc::new(|l: &Loaded| l.section::<P>().map(|_| ())),
+        ));
+    }
+
+    fn section(&self, name: &str) -> Option<&SectionSchema> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+}
+
+/// Where configuration comes from, besides built-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `None` = default naming (`--registry`, `MICRO_REGISTRY`).
+    pub arg_prefix: Option<String>,
+    /// Ignore the command line.
+    pub no_flags: bool,
+    /// The command line, program name first.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Config file given in code (a flag or env var overrides it).
+    pub config_file: Option<PathBuf>,
+    /// Values set in code, above built-in defaults and below the file.
+    pub overrides: Value,
+    /// The application's own flags.
+    pub app_flags: Vec<AppFlag>,
+    /// Program name for `--help`.
+    pub program: String,
+    /// First lines of `--help`.
+    pub about: String,
+}
+
+/// What loading decided.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Configuration loaded and checked.
+    Loaded(Box<Loaded>),
+    /// `--help` was asked for: the text to print.
+    Help(String),
+    /// `--version` was asked for.
+    Version,
+    /// `--dump_config` was asked for: the effective config as YAML.
+    Dump(String),
+}
+
+/// The effective configuration, with its layers kept so the file can be read again.
+#[derive(Clone)]
+pub struct Loaded {
+    schema: Arc<Schema>,
+    file: Option<PathBuf>,
+    overrides: Value,
+    env: Value,
+    flags: Value,
+    figment: Figment,
+    app_flags: Flags,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("file", &self.file)
+            .field("tree", &self.tree())
+            .finish()
+    }
+}
+
+fn merge_defaults(schema: &Schema) -> Value {
+    let mut root = Map::new();
+    for s in &schema.sections {
+        root.insert(s.name.clone(), s.defaults.clone());
+    }
+    Value::Object(root)
+}
+
+fn origin_of(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(f) => format!("config file {}", f.display()),
+        None => "config".to_string(),
+    }
+}
+
+/// Checks that every key of every component section in `value` is known.
+fn validate_keys(schema: &Schema, value: &Value, file: &str) -> Result<(), ConfigError> {
+    let Value::Object(root) = value else {
+        return Ok(());
+    };
+    for (name, section_value) in root {
+        let Some(section) = schema.section(name) else {
+            continue; // the application's own section
+        };
+        let specs = section.all_options();
+        check_level(&specs, "", name, section_value, file)?;
+    }
+    Ok(())
+}
+
+fn check_level(
+    specs: &[OptionSpec],
+    prefix: &str,
+    section: &str,
+    value: &Value,
+    file: &str,
+) -> Result<(), ConfigError> {
+    let map = match value {
+        Value::Object(map) => map,
+        Value::Null => return Ok(()),
+        other => {
+            return Err(ConfigError::WrongType {
+                origin: format!("config file {file}"),
+                key: section.to_string(),
+                expected: "a mapping of options".into(),
+                found: kind_name(other).into(),
+            });
+        }
+    };
+    let mut valid: Vec<String> = specs
+        .iter()
+        .filter_map(|s| s.key.strip_prefix(prefix))
+        .map(|k| k.split('.').next().unwrap_or(k).to_string())
+        .collect();
+    valid.dedup();
+    for (key, child) in map {
+        if !valid.contains(key) {
+            let mut valid = valid.clone();
+            valid.sort();
+            valid.dedup();
+            return Err(ConfigError::UnknownKey {
+                file: file.to_string(),
+                section: section.to_string(),
+                key: key.clone(),
+                valid,
+            });
+        }
+        let nested = format!("{prefix}{key}.");
+        if specs.iter().any(|s| s.key.starts_with(&nested)) {
+            check_level(specs, &nested, &format!("{section}.{key}"), child, file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads configuration for `schema` from `sources`.
+pub fn load(schema: Schema, sources: &Sources) -> Result<Outcome, ConfigError> {
+    let naming = Naming::new(sources.arg_prefix.as_deref());
+    let parsed_flags = if sources.no_flags {
+        flags::Parsed::default()
+    } else {
+        flags::parse_args(&schema, &naming, &sources.app_flags, &sources.args)?
+    };
+    if parsed_flags.help {
+        return Ok(Outcome::Help(flags::help(
+            &schema,
+            &naming,
+            &sources.app_flags,
+            &sources.program,
+            &sources.about,
+        )));
+    }
+    if parsed_flags.version {
+        return Ok(Outcome::Version);
+    }
+    let parsed_env = flags::parse_env(&schema, &naming, &sources.app_flags, &sources.env)?;
+    let file = parsed_flags
+        .config_file
+        .clone()
+        .or(parsed_env.config_file.clone())
+        .map(PathBuf::from)
+        .or(sources.config_file.clone());
+    let file_value = match &file {
+        Some(path) => {
+            let value = yaml::read_file(path)?;
+            validate_keys(&schema, &value, &path.display().to_string())?;
+            value
+        }
+        None => Value::Object(Map::new()),
+    };
+    let app_flags = parsed_env.app.clone().overlay(parsed_flags.app.clone());
+    let loaded = Loaded::assemble(
+        Arc::new(schema),
+        file,
+        file_value,
+        sources.overrides.clone(),
+        parsed_env.tree,
+        parsed_flags.tree,
+        app_flags,
+    )?;
+    if parsed_flags.dump || parsed_env.dump {
+        return Ok(Outcome::Dump(loaded.to_yaml()));
+    }
+    Ok(Outcome::Loaded(Box::new(loaded)))
+}
+
+impl Loaded {
+    fn assemble(
+        schema: Arc<Schema>,
+        file: Option<PathBuf>,
+        file_value: Value,
+        overrides: Value,
+        env: Value,
+        flags: Value,
+        app_flags: Flags,
+    ) -> Result<Loaded, ConfigError> {
+        let defaults = merge_defaults(&schema);
+        let origin = origin_of(&file);
+        let figment = Figment::new()
+            .merge(Layer {
+                name: "built-in defaults".into(),
+                value: &defaults,
+            })
+            .merge(Layer {
+                name: "builder".into(),
+                value: &overrides,
+            })
+            .merge(Layer {
+                name: origin,
+                value: &file_value,
+            })
+            .merge(Layer {
+                name: "environment".into(),
+                value: &env,
+            })
+            .merge(Layer {
+                name: "flags".into(),
+                value: &flags,
+            });
+        let loaded = Loaded {
+            schema,
+            file,
+            overrides,
+            env,
+            flags,
+            figment,
+            app_flags,
+        };
+        loaded.check()?;
+        Ok(loaded)
+    }
+
+    /// Checks every section (and the options of each section's chosen plugin) for types.
+    fn check(&self) -> Result<(), ConfigError> {
+        for section in &self.schema.sections {
+            let chosen: Option<String> = self
+                .get::<Option<String>>(&format!("{}.plugin", section.name))
+                .ok()
+                .flatten();
+            for (plugin, check) in &section.checks {
+                if plugin.is_none() || plugin.as_deref() == chosen.as_deref() {
+                    check(self)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the config file again, keeping the other layers; errors leave `self` as it is.
+    pub fn reload(&self) -> Result<Loaded, ConfigError> {
+        let Some(path) = &self.file else {
+            return Ok(self.clone());
+        };
+        let value = yaml::read_file(path)?;
+        validate_keys(&self.schema, &value, &path.display().to_string())?;
+        Loaded::assemble(
+            self.schema.clone(),
+            self.file.clone(),
+            value,
+            self.overrides.clone(),
+            self.env.clone(),
+            self.flags.clone(),
+            self.app_flags.clone(),
+        )
+    }
+
+    /// The config file in use, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The application's own flag values.
+    pub fn app_flags(&self) -> &Flags {
+        &self.app_flags
+    }
+
+    /// The schema this was loaded with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// A component section.
+    pub fn section<T: Component>(&self) -> Result<T, ConfigError> {
+        self.get(T::SECTION)
+    }
+
+    /// The value at a dotted `path` (`server.register_ttl`, `myapp.greeting`).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConfigError> {
+        self.figment
+            .extract_inner::<T>(path)
+            .map_err(|e| self.convert_error(path, e))
+    }
+
+    /// The raw value at `path`, or `None` when nothing sets it.
+    pub fn raw(&self, path: &str) -> Option<Value> {
+        let mut node = self.tree();
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            node = node.get(part)?.clone();
+        }
+        Some(node)
+    }
+
+    /// The whole effective tree.
+    pub fn tree(&self) -> Value {
+        self.figment
+            .extract::<Value>()
+            .unwrap_or(Value::Object(Map::new()))
+    }
+
+    /// The effective configuration as YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(&self.tree()).unwrap_or_default()
+    }
+
+    fn convert_error(&self, path: &str, err: figment::Error) -> ConfigError {
+        use figment::error::Kind;
+        let err = err.into_iter().next().unwrap_or_else(|| figment::Error::from(String::new()));
+        let mut key_parts: Vec<String> = path.split('.').map(str::to_string).collect();
+        let inner: Vec<String> = err.path.clone();
+        if inner.first().map(String::as_str) != key_parts.first().map(String::as_str) {
+            key_parts.extend(inner);
+        } else {
+            key_parts = inner;
+        }
+        let key = key_parts.join(".");
+        let origin = err
+            .metadata
+            .as_ref()
+            .map(|m| m.name.to_string())
+            .unwrap_or_else(|| "config".into());
+        let schema_expected = key.split_once('.').and_then(|(section, rest)| {
+            self.schema
+                .section(section)?
+                .all_options()
+                .into_iter()
+                .find(|s| s.key == rest)
+                .map(|s| s.kind.expected().to_string())
+        });
+        let expected_from_schema = move || schema_expected;
+        let found = self
+            .raw(&key)
+            .map(|v| match v {
+                Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "nothing".into());
+        match err.kind {
+            Kind::InvalidType(actual, expected) => ConfigError::WrongType {
+                origin,
+                key,
+                expected: expected_from_schema().unwrap_or(expected),
+                found: actual.to_string(),
+            },
+            Kind::MissingField(field) => ConfigError::Invalid {
+                key: format!("{key}.{field}"),
+                reason: "is missing: give it a value".into(),
+            },
+            Kind::Message(msg) => ConfigError::WrongType {
+                origin,
+                key,
+                expected: expected_from_schema().unwrap_or(msg),
+                found,
+            },
+            other => ConfigError::WrongType {
+                origin,
+                key,
+                expected: expected_from_schema().unwrap_or_else(|| other.to_string()),
+                found,
+            },
+        }
+    }
+}

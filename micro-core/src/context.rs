@@ -1,0 +1,184 @@
+//! Call context: metadata (case-insensitive headers) and the deadline of a call.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Case-insensitive string map carried with every call, like go-micro's `metadata.Metadata`.
+///
+/// Keys keep the spelling they were first inserted with; lookups ignore case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    entries: BTreeMap<String, (String, String)>,
+}
+
+impl Metadata {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`, replacing any value under the same key in another case.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        self.entries
+            .insert(key.to_ascii_lowercase(), (key, value.into()));
+    }
+
+    /// The value of `key`, whatever its case.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .get(&key.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.entries
+            .remove(&key.to_ascii_lowercase())
+            .map(|(_, v)| v)
+    }
+
+    /// Whether the map holds `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.entries.contains_key(&key.to_ascii_lowercase())
+    }
+
+    /// Entries as (key as first written, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.values().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Copies every entry of `other` into this map, overwriting equal keys.
+    pub fn merge(&mut self, other: &Metadata) {
+        for (k, v) in other.iter() {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut md = Metadata::new();
+        for (k, v) in iter {
+            md.insert(k, v);
+        }
+        md
+    }
+}
+
+/// What a handler or a caller knows about the call it is in.
+///
+/// Cloning is cheap; clones share the cancellation signal.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Metadata sent with the call (headers other than micro's own).
+    pub metadata: Metadata,
+    /// When the call must be finished by, if anyone said.
+    pub deadline: Option<Instant>,
+    cancel: CancellationToken,
+}
+
+impl Context {
+    /// A context with no metadata and no deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same context with a deadline `timeout` from now (the earlier one wins).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        let deadline = Instant::now() + timeout;
+        self.deadline = Some(match self.deadline {
+            Some(current) if current < deadline => current,
+            _ => deadline,
+        });
+        self
+    }
+
+    /// The same context with one more metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// Time left before the deadline: `None` when there is no deadline, zero when it passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Signals everyone holding a clone of this context that the call is abandoned.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether the call was cancelled or its deadline passed.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled() || self.remaining() == Some(Duration::ZERO)
+    }
+
+    /// Completes when the call is cancelled or its deadline passes.
+    pub async fn cancelled(&self) {
+        match self.deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => {}
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                }
+            }
+            None => self.cancel.cancelled().await,
+        }
+    }
+
+    /// A context for a child call: same metadata and deadline, its own cancel signal that
+    /// also fires when this one is cancelled.
+    pub fn child(&self) -> Context {
+        Context {
+            metadata: self.metadata.clone(),
+            deadline: self.deadline,
+            cancel: self.cancel.child_token(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_ignores_case() {
+        let mut md = Metadata::new();
+        md.insert("Micro-Service", "greeter");
+        assert_eq!(md.get("micro-service"), Some("greeter"));
+        md.insert("MICRO-SERVICE", "other");
+        assert_eq!(md.len(), 1);
+        assert_eq!(md.get("Micro-Service"), Some("other"));
+    }
+
+    #[tokio::test]
+    async fn child_is_cancelled_with_parent() {
+        let parent = Context::new();
+        let child = parent.child();
+        let waiter = tokio::spawn(async move { child.cancelled().await });
+        tokio::task::yield_now().await;
+        parent.cancel();
+        waiter.await.expect("waiter finished");
+    }
+
+    #[tokio::test]
+    async fn deadline_cancels() {
+        let ctx = Context::new().with_timeout(Duration::from_millis(10));
+        ctx.cancelled().await;
+        assert!(ctx.is_cancelled());
+    }
+}

@@ -1,0 +1,41 @@
+//! micro-core: the contracts of micro, a framework for building and running microservices.
+//!
+//! One module per component (registry, selector, transport, codec, client, server, broker,
+//! store, events, sync, auth, config, logger), plus errors, call context, the plugin table and
+//! the service builder. No plugins live here and nothing here is global: every piece of state
+//! belongs to a value the application builds.
+
+pub mod auth;
+pub mod broker;
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod logger;
+pub mod plugin;
+pub mod registry;
+pub mod selector;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod sync;
+pub mod transport;
+
+pub use context::{Context, Metadata};
+pub use error::{Error, Result};
+pub use plugin::{Components, Plugin, PluginContext, Plugins};
+pub use service::{Built, NoPlugins, PluginSource, Service, ServiceBuilder};
+
+/// Re-exports for plugin crates and generated code; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use bytes::Bytes;
+    pub use futures;
+    pub use serde;
+    pub use serde_json;
+    pub use tokio;
+    pub use tracing;
+}

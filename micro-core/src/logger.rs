@@ -1,0 +1,202 @@
+//! Logging per component: each component gets its own `tracing::Dispatch` built from its
+//! `logger:` section (level, fields, format). No global subscriber is ever installed; code
+//! logs inside [`Logger::in_scope`] or instruments futures with [`Logger::dispatch`].
+
+use crate::config::{ConfigError, LoggerConfig, Loaded};
+use serde_json::Value;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tracing::level_filters::LevelFilter;
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Where log lines go: stderr by default; tests pass a buffer.
+#[derive(Clone)]
+pub struct LogOutput(Arc<dyn Fn() -> Box<dyn Write + Send> + Send + Sync>);
+
+impl std::fmt::Debug for LogOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogOutput")
+    }
+}
+
+impl LogOutput {
+    /// Standard error.
+    pub fn stderr() -> Self {
+        LogOutput(Arc::new(|| Box::new(std::io::stderr())))
+    }
+
+    /// A custom writer factory.
+    pub fn new(make: impl Fn() -> Box<dyn Write + Send> + Send + Sync + 'static) -> Self {
+        LogOutput(Arc::new(make))
+    }
+
+    /// Appends every line to a shared buffer.
+    pub fn buffer(buffer: Arc<Mutex<Vec<u8>>>) -> Self {
+        LogOutput::new(move || Box::new(SharedBuffer(buffer.clone())))
+    }
+}
+
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogOutput {
+    type Writer = Box<dyn Write + Send>;
+    fn make_writer(&'a self) -> Self::Writer {
+        (self.0)()
+    }
+}
+
+/// A component's logger.
+#[derive(Clone)]
+pub struct Logger {
+    dispatch: Dispatch,
+    component: String,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("component", &self.component)
+            .finish()
+    }
+}
+
+impl Logger {
+    /// A logger over an existing dispatch.
+    pub fn new(component: impl Into<String>, dispatch: Dispatch) -> Self {
+        Logger {
+            dispatch,
+            component: component.into(),
+        }
+    }
+
+    /// A logger that drops everything.
+    pub fn none() -> Self {
+        Logger::new("none", Dispatch::none())
+    }
+
+    /// The component it belongs to.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// The dispatch, e.g. for `future.with_subscriber(logger.dispatch().clone())`.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// Runs `f` with this logger receiving its `tracing` events.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::dispatcher::with_default(&self.dispatch, f)
+    }
+}
+
+/// Parses a level name; `fatal` and `panic` mean `error`.
+pub fn parse_level(level: &str) -> Option<LevelFilter> {
+    Some(match level.to_ascii_lowercase().as_str() {
+        "trace" => LevelFilter::TRACE,
+        "debug" => LevelFilter::DEBUG,
+        "info" | "" => LevelFilter::INFO,
+        "warn" | "warning" => LevelFilter::WARN,
+        "error" | "fatal" | "panic" => LevelFilter::ERROR,
+        "off" | "none" => LevelFilter::OFF,
+        _ => return None,
+    })
+}
+
+/// The level of `config`, or an error naming `key`.
+pub fn level_of(config: &LoggerConfig, key: &str) -> Result<LevelFilter, ConfigError> {
+    parse_level(&config.level).ok_or_else(|| ConfigError::Invalid {
+        key: key.to_string(),
+        reason: format!(
+            "unknown log level {:?}: use trace, debug, info, warn, error or fatal",
+            config.level
+        ),
+    })
+}
+
+/// The logger config of `section`: the top-level `logger:` with the section's own
+/// `logger:` laid over it key by key (`fields` merge).
+pub fn config_for(loaded: &Loaded, section: &str) -> Result<LoggerConfig, ConfigError> {
+    let mut merged = match loaded.raw("logger") {
+        Some(Value::Object(map)) => map,
+        _ => Default::default(),
+    };
+    if section != "logger"
+        && let Some(Value::Object(own)) = loaded.raw(&format!("{section}.logger"))
+    {
+        for (key, value) in own {
+            match (merged.get_mut(&key), value) {
+                (Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+    }
+    serde_json::from_value(Value::Object(merged)).map_err(|e| ConfigError::Invalid {
+        key: format!("{section}.logger"),
+        reason: e.to_string(),
+    })
+}
+
+/// Text lines: `time LEVEL k=v (static fields) message event-fields`.
+struct TextFormat {
+    fields: String,
+}
+
+impl<S, N> FormatEvent<S, N> for TextFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, " {:>5}{} ", event.metadata().level(), self.fields)?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// Builds the text-format dispatch of a logger config.
+pub fn text_dispatch(
+    config: &LoggerConfig,
+    level: LevelFilter,
+    output: LogOutput,
+) -> Dispatch {
+    if !config.enabled || level == LevelFilter::OFF {
+        return Dispatch::none();
+    }
+    let fields: String = config
+        .fields
+        .iter()
+        .map(|(k, v)| format!(" {k}={v}"))
+        .collect();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(output)
+        .event_format(TextFormat { fields })
+        .finish();
+    Dispatch::new(subscriber)
+}

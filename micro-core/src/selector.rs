@@ -1,0 +1,90 @@
+//! Load balancing: picks a node of a service for each call, with filters and a strategy.
+
+use crate::registry::{Node, Service};
+use crate::{Error, Result};
+use async_trait::async_trait;
+
+/// How a node is picked among the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Uniformly at random (default).
+    #[default]
+    Random,
+    /// In turn, rotating across calls.
+    RoundRobin,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "random" | "" => Ok(Strategy::Random),
+            "roundrobin" | "round_robin" => Ok(Strategy::RoundRobin),
+            other => Err(Error::bad_request(
+                "go.micro.selector",
+                format!("unknown selector strategy {other:?}: use random or roundrobin"),
+            )),
+        }
+    }
+}
+
+/// Narrows the candidate nodes of a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Only this service version.
+    Version(String),
+    /// Only nodes whose metadata has `key=value`.
+    Metadata(String, String),
+    /// Only service versions that declare this endpoint.
+    Endpoint(String),
+}
+
+impl Filter {
+    /// Keeps the services and nodes this filter allows; services left without nodes go.
+    pub fn apply(&self, services: Vec<Service>) -> Vec<Service> {
+        services
+            .into_iter()
+            .filter_map(|mut s| {
+                match self {
+                    Filter::Version(v) => {
+                        if &s.version != v {
+                            return None;
+                        }
+                    }
+                    Filter::Endpoint(e) => {
+                        if !s.endpoints.iter().any(|ep| &ep.name == e) {
+                            return None;
+                        }
+                    }
+                    Filter::Metadata(k, v) => {
+                        s.nodes
+                            .retain(|n| n.metadata.get(k).is_some_and(|x| x == v));
+                    }
+                }
+                (!s.nodes.is_empty()).then_some(s)
+            })
+            .collect()
+    }
+}
+
+/// Options of one selection.
+#[derive(Debug, Clone, Default)]
+pub struct SelectOptions {
+    /// Filters applied in order.
+    pub filters: Vec<Filter>,
+    /// Overrides the selector's strategy for this call.
+    pub strategy: Option<Strategy>,
+}
+
+/// Picks nodes for calls.
+#[async_trait]
+pub trait Selector: Send + Sync + 'static {
+    /// Plugin name, e.g. `cache`.
+    fn name(&self) -> &str;
+    /// A node of `service`; a 503 error when none is available.
+    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node>;
+    /// Reports how a call to `node` went, so a failing node can be skipped for a while.
+    fn mark(&self, service: &str, node: &Node, outcome: std::result::Result<(), &Error>);
+    /// Forgets what is cached about `service`.
+    async fn reset(&self, service: &str);
+}

@@ -1,0 +1,681 @@
+//! The service: a builder that loads configuration and builds every enabled component from
+//! the plugin table, and a runner that starts, waits for a signal, and stops.
+
+use crate::config::{
+    self, AppConfig, AppFlag, ComponentSections, ConfigError, Flags, Loaded, Outcome, Sources,
+};
+use crate::logger::{self, LogOutput, Logger};
+use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
+use crate::server::{Handler, IntoHandlers, Subscription};
+use crate::{Error, Result};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Where a service builder gets its plugin table; the `micro` facade's implementation lists
+/// the plugins compiled in by Cargo features.
+pub trait PluginSource {
+    /// The plugins.
+    fn plugins() -> Plugins;
+}
+
+/// No plugins: the bare core (add them with [`ServiceBuilder::plugins`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPlugins;
+
+impl PluginSource for NoPlugins {
+    fn plugins() -> Plugins {
+        Plugins::new()
+    }
+}
+
+/// A lifecycle hook.
+pub type Hook = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+#[derive(Default, Clone)]
+struct Hooks {
+    before_start: Vec<Hook>,
+    after_start: Vec<Hook>,
+    before_stop: Vec<Hook>,
+    after_stop: Vec<Hook>,
+}
+
+/// Configures and builds a [`Service`].
+pub struct ServiceBuilder<P = NoPlugins> {
+    name: Option<String>,
+    version: Option<String>,
+    id: Option<String>,
+    metadata: BTreeMap<String, String>,
+    about: String,
+    arg_prefix: Option<String>,
+    no_flags: bool,
+    config_file: Option<PathBuf>,
+    args: Option<Vec<String>>,
+    env: Option<Vec<(String, String)>>,
+    app_flags: Vec<AppFlag>,
+    handlers: Vec<Handler>,
+    subscriptions: Vec<Subscription>,
+    hooks: Hooks,
+    overrides: Components,
+    plugins: Plugins,
+    log_output: Option<LogOutput>,
+    _source: PhantomData<fn() -> P>,
+}
+
+/// What [`ServiceBuilder::try_build`] produced.
+pub enum Built<P = NoPlugins> {
+    /// A service ready to run.
+    Service(Service<P>),
+    /// `--help`: the text to print.
+    Help(String),
+    /// `--version`: the text to print.
+    Version(String),
+    /// `--dump_config`: the effective configuration as YAML.
+    DumpConfig(String),
+}
+
+macro_rules! component_overrides {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, component: Arc<$ty>) -> Self {
+                self.overrides.$field = Some(component);
+                self
+            }
+        )*
+    };
+}
+
+macro_rules! hooks {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field<F, Fut>(mut self, hook: F) -> Self
+            where
+                F: Fn() -> Fut + Send + Sync + 'static,
+                Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+            {
+                self.hooks.$field.push(Arc::new(move || Box::pin(hook())));
+                self
+            }
+        )*
+    };
+}
+
+impl<P: PluginSource> ServiceBuilder<P> {
+    fn new() -> Self {
+        ServiceBuilder {
+            name: None,
+            version: None,
+            id: None,
+            metadata: BTreeMap::new(),
+            about: String::new(),
+            arg_prefix: None,
+            no_flags: false,
+            config_file: None,
+            args: None,
+            env: None,
+            app_flags: Vec::new(),
+            handlers: Vec::new(),
+            subscriptions: Vec::new(),
+            hooks: Hooks::default(),
+            overrides: Components::default(),
+            plugins: P::plugins(),
+            log_output: None,
+            _source: PhantomData,
+        }
+    }
+
+    /// Service name (also `--server_name`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Service version (also `--server_version`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Node id; `<name>-<uuid>` by default.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// One node metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Text shown at the top of `--help`.
+    pub fn usage(mut self, about: impl Into<String>) -> Self {
+        self.about = about.into();
+        self
+    }
+
+    /// Prefix of flags and env vars: `"x"` gives `--x_registry` and `X_REGISTRY`, `""` gives
+    /// `--registry` and `REGISTRY`; by default flags have none and env vars `MICRO_`.
+    pub fn arg_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.arg_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Ignores the command line.
+    pub fn no_flags(mut self) -> Self {
+        self.no_flags = true;
+        self
+    }
+
+    /// Config file to read (a `--config` flag or `MICRO_CONFIG` env var overrides it).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// The command line, program name first (default: the process's).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The environment (default: the process's).
+    pub fn env<I, K, V>(mut self, env: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(env.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        self
+    }
+
+    /// Declares an application flag taking a value (`--services orders`).
+    pub fn flag(mut self, name: impl Into<String>, help: impl Into<String>) -> Self {
+        self.app_flags.push(AppFlag {
+            name: name.into(),
+            help: help.into(),
+            takes_value: true,
+        });
+        self
+    }
+
+    /// Declares an application switch (`--server`).
+    pub fn switch(mut self, name: impl Into<String>, help: impl Into<String>) -> Self {
+        self.app_flags.push(AppFlag {
+            name: name.into(),
+            help: help.into(),
+            takes_value: false,
+        });
+        self
+    }
+
+    /// Adds endpoints.
+    pub fn handler(mut self, handlers: impl IntoHandlers) -> Self {
+        self.handlers.extend(handlers.into_handlers());
+        self
+    }
+
+    /// Adds a subscriber.
+    pub fn subscriber(mut self, subscription: Subscription) -> Self {
+        self.subscriptions.push(subscription);
+        self
+    }
+
+    /// Adds plugins to the table (e.g. an application's own).
+    pub fn plugins(mut self, plugins: Plugins) -> Self {
+        self.plugins.extend(plugins);
+        self
+    }
+
+    /// Sends every component's log lines to `output` instead of stderr.
+    pub fn log_output(mut self, output: LogOutput) -> Self {
+        self.log_output = Some(output);
+        self
+    }
+
+    hooks! {
+        /// Runs before the server starts.
+        before_start,
+        /// Runs after the server started.
+        after_start,
+        /// Runs before the server stops.
+        before_stop,
+        /// Runs after the server stopped.
+        after_stop,
+    }
+
+    component_overrides! {
+        /// Uses this registry instead of building one from config.
+        registry: dyn crate::registry::Registry,
+        /// Uses this selector.
+        selector: dyn crate::selector::Selector,
+        /// Uses this transport.
+        transport: dyn crate::transport::Transport,
+        /// Uses this broker.
+        broker: dyn crate::broker::Broker,
+        /// Uses this store.
+        store: dyn crate::store::Store,
+        /// Uses these event streams.
+        events: dyn crate::events::Events,
+        /// Uses this sync.
+        sync: dyn crate::sync::Sync,
+        /// Uses this auth.
+        auth: dyn crate::auth::Auth,
+        /// Uses this client.
+        client: dyn crate::client::Client,
+        /// Uses this server.
+        server: dyn crate::server::Server,
+    }
+
+    fn sources(&self) -> Sources {
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect());
+        let program = args
+            .first()
+            .map(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.clone())
+            })
+            .unwrap_or_else(|| "service".into());
+        let mut server = serde_json::Map::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                server.insert(k.into(), v.clone().into());
+            }
+        };
+        put("name", &self.name);
+        put("version", &self.version);
+        put("id", &self.id);
+        if !self.metadata.is_empty() {
+            server.insert(
+                "metadata".into(),
+                serde_json::to_value(&self.metadata).unwrap_or_default(),
+            );
+        }
+        Sources {
+            arg_prefix: self.arg_prefix.clone(),
+            no_flags: self.no_flags,
+            args,
+            env: self.env.clone().unwrap_or_else(|| std::env::vars().collect()),
+            config_file: self.config_file.clone(),
+            overrides: serde_json::json!({ "server": server }),
+            app_flags: self.app_flags.clone(),
+            program,
+            about: self.about.clone(),
+        }
+    }
+
+    /// The effective configuration as YAML, without building anything.
+    pub fn effective_config(&self) -> std::result::Result<String, ConfigError> {
+        match config::load(self.plugins.schema(), &self.sources())? {
+            Outcome::Loaded(loaded) => Ok(loaded.to_yaml()),
+            Outcome::Dump(yaml) => Ok(yaml),
+            Outcome::Help(_) | Outcome::Version => Err(ConfigError::Invalid {
+                key: "--help/--version".into(),
+                reason: "asked for help or version, not config".into(),
+            }),
+        }
+    }
+
+    /// Builds the service. `--help`, `--version` and `--dump_config` print to stdout and exit
+    /// the process with status 0 (use [`ServiceBuilder::try_build`] to handle them yourself).
+    pub fn build(self) -> std::result::Result<Service<P>, ConfigError> {
+        match self.try_build()? {
+            Built::Service(service) => Ok(service),
+            Built::Help(text) | Built::Version(text) | Built::DumpConfig(text) => {
+                print!("{text}");
+                std::process::exit(0)
+            }
+        }
+    }
+
+    /// Builds the service, or says what the command line asked for instead.
+    pub fn try_build(self) -> std::result::Result<Built<P>, ConfigError> {
+        let sources = self.sources();
+        let loaded = match config::load(self.plugins.schema(), &sources)? {
+            Outcome::Loaded(loaded) => *loaded,
+            Outcome::Help(text) => return Ok(Built::Help(text)),
+            Outcome::Dump(yaml) => return Ok(Built::DumpConfig(yaml)),
+            Outcome::Version => {
+                let version = self.version.clone().unwrap_or_else(|| "latest".into());
+                return Ok(Built::Version(format!("{} {version}\n", sources.program)));
+            }
+        };
+        let output = self.log_output.clone().unwrap_or_else(LogOutput::stderr);
+        let sections = ComponentSections::from_loaded(&loaded)?;
+        let server = &sections.server;
+        let name = if server.name.is_empty() { sources.program.clone() } else { server.name.clone() };
+        let info = ServiceInfo {
+            id: if server.id.is_empty() {
+                format!("{name}-{}", uuid::Uuid::new_v4())
+            } else {
+                server.id.clone()
+            },
+            version: server.version.clone(),
+            name,
+        };
+        let loggers = Loggers::new(&self.plugins, &loaded, output)?;
+        if sections.server.enabled && server.register_ttl < server.register_interval {
+            loggers.get("server").in_scope(|| {
+                tracing::warn!(
+                    register_ttl = ?server.register_ttl,
+                    register_interval = ?server.register_interval,
+                    "register_ttl ({:?}) is shorter than register_interval ({:?}): the node will expire from the registry between heartbeats; make register_ttl longer than register_interval",
+                    server.register_ttl,
+                    server.register_interval
+                )
+            });
+        }
+        let components = self.build_components(&sections, &loaded, &loggers, &info)?;
+        if let Some(server) = &components.server {
+            for h in &self.handlers {
+                server.handle(h.clone()).map_err(|e| start_error("server", &e))?;
+            }
+            for s in &self.subscriptions {
+                server.subscribe(s.clone()).map_err(|e| start_error("server", &e))?;
+            }
+        } else if !self.handlers.is_empty() || !self.subscriptions.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.enabled".into(),
+                reason: "the service has handlers or subscribers but the server is disabled: set server.enabled: true".into(),
+            });
+        }
+        let config = AppConfig::new(loaded, loggers.get("logger").dispatch().clone());
+        Ok(Built::Service(Service {
+            inner: Arc::new(Inner {
+                info,
+                config,
+                components,
+                hooks: self.hooks,
+                logger: loggers.get("logger"),
+                loggers: loggers.by_section,
+                shutdown: Notify::new(),
+            }),
+            _source: PhantomData,
+        }))
+    }
+
+    fn build_components(
+        &self,
+        sections: &ComponentSections,
+        loaded: &Loaded,
+        loggers: &Loggers,
+        info: &ServiceInfo,
+    ) -> std::result::Result<Components, ConfigError> {
+        let mut built = Components::default();
+        for (section, enabled, plugin) in sections.enabled_plugins() {
+            if !enabled {
+                continue;
+            }
+            if self.has_override(section) {
+                self.take_override(section, &mut built);
+                continue;
+            }
+            let found = self.plugins.find(section, plugin)?;
+            let ctx = PluginContext {
+                section,
+                config: loaded,
+                logger: loggers.get(section),
+                components: &built,
+                service: info,
+            };
+            let fail = |e: Error| ConfigError::Invalid {
+                key: format!("{section}.plugin"),
+                reason: format!("plugin {plugin:?} failed to start: {}", e.detail),
+            };
+            match &found.factory {
+                PluginFactory::Registry(f) => built.registry = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Selector(f) => built.selector = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Transport(f) => built.transport = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Broker(f) => built.broker = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Store(f) => built.store = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Events(f) => built.events = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Sync(f) => built.sync = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Auth(f) => built.auth = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Client(f) => built.client = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Server(f) => built.server = Some(f(&ctx).map_err(fail)?),
+                PluginFactory::Logger(_) => {}
+            }
+        }
+        Ok(built)
+    }
+
+    fn has_override(&self, section: &str) -> bool {
+        let o = &self.overrides;
+        match section {
+            "registry" => o.registry.is_some(),
+            "selector" => o.selector.is_some(),
+            "transport" => o.transport.is_some(),
+            "broker" => o.broker.is_some(),
+            "store" => o.store.is_some(),
+            "events" => o.events.is_some(),
+            "sync" => o.sync.is_some(),
+            "auth" => o.auth.is_some(),
+            "client" => o.client.is_some(),
+            "server" => o.server.is_some(),
+            _ => false,
+        }
+    }
+
+    fn take_override(&self, section: &str, built: &mut Components) {
+        let o = self.overrides.clone();
+        match section {
+            "registry" => built.registry = o.registry,
+            "selector" => built.selector = o.selector,
+            "transport" => built.transport = o.transport,
+            "broker" => built.broker = o.broker,
+            "store" => built.store = o.store,
+            "events" => built.events = o.events,
+            "sync" => built.sync = o.sync,
+            "auth" => built.auth = o.auth,
+            "client" => built.client = o.client,
+            "server" => built.server = o.server,
+            _ => {}
+        }
+    }
+}
+
+fn start_error(section: &str, e: &Error) -> ConfigError {
+    ConfigError::Invalid {
+        key: section.to_string(),
+        reason: e.detail.clone(),
+    }
+}
+
+/// Every section's logger, built once.
+struct Loggers {
+    by_section: BTreeMap<String, Logger>,
+}
+
+impl Loggers {
+    fn new(plugins: &Plugins, loaded: &Loaded, output: LogOutput) -> std::result::Result<Self, ConfigError> {
+        let mut by_section = BTreeMap::new();
+        for section in loaded.schema().sections.iter().map(|s| s.name.clone()) {
+            let cfg = logger::config_for(loaded, &section)?;
+            let key = if section == "logger" { "logger.level".to_string() } else { format!("{section}.logger.level") };
+            let level = logger::level_of(&cfg, &key)?;
+            let dispatch = match cfg.plugin.as_str() {
+                "default" | "text" | "" => logger::text_dispatch(&cfg, level, output.clone()),
+                other => match &plugins.find("logger", other)?.factory {
+                    PluginFactory::Logger(f) if cfg.enabled => f(&cfg, level, output.clone()),
+                    _ => tracing::Dispatch::none(),
+                },
+            };
+            by_section.insert(section.clone(), Logger::new(section, dispatch));
+        }
+        Ok(Loggers { by_section })
+    }
+
+    fn get(&self, section: &str) -> Logger {
+        self.by_section.get(section).cloned().unwrap_or_else(Logger::none)
+    }
+}
+
+struct Inner {
+    info: ServiceInfo,
+    config: AppConfig,
+    components: Components,
+    hooks: Hooks,
+    logger: Logger,
+    loggers: BTreeMap<String, Logger>,
+    shutdown: Notify,
+}
+
+/// A built service. Cheap to clone; clones share everything.
+pub struct Service<P = NoPlugins> {
+    inner: Arc<Inner>,
+    _source: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for Service<P> {
+    fn clone(&self) -> Self {
+        Service {
+            inner: self.inner.clone(),
+            _source: PhantomData,
+        }
+    }
+}
+
+async fn run_hooks(hooks: &[Hook]) -> Result<()> {
+    for hook in hooks {
+        hook().await?;
+    }
+    Ok(())
+}
+
+impl<P: PluginSource> Service<P> {
+    /// A builder with the plugin table of `P`.
+    pub fn builder() -> ServiceBuilder<P> {
+        ServiceBuilder::new()
+    }
+}
+
+impl<P> Service<P> {
+    /// Service name.
+    pub fn name(&self) -> &str {
+        &self.inner.info.name
+    }
+
+    /// Version.
+    pub fn version(&self) -> &str {
+        &self.inner.info.version
+    }
+
+    /// Node id.
+    pub fn id(&self) -> &str {
+        &self.inner.info.id
+    }
+
+    /// The configuration, including the application's own sections.
+    pub fn config(&self) -> &AppConfig {
+        &self.inner.config
+    }
+
+    /// The application's own flags.
+    pub fn flags(&self) -> Flags {
+        self.inner.config.loaded().app_flags().clone()
+    }
+
+    /// Every component (disabled ones are `None`).
+    pub fn components(&self) -> &Components {
+        &self.inner.components
+    }
+
+    /// The logger of a component section (`registry`, `server`, ...), or the top-level one.
+    pub fn logger(&self, section: &str) -> Logger {
+        self.inner
+            .loggers
+            .get(section)
+            .cloned()
+            .unwrap_or_else(|| self.inner.logger.clone())
+    }
+
+    /// Connects the broker, starts the server (which registers), runs the hooks.
+    pub async fn start(&self) -> Result<()> {
+        let c = &self.inner.components;
+        run_hooks(&self.inner.hooks.before_start).await?;
+        if let Some(broker) = &c.broker {
+            broker.connect().await?;
+        }
+        if let Some(server) = &c.server {
+            server.start().await?;
+        }
+        run_hooks(&self.inner.hooks.after_start).await?;
+        self.inner.logger.in_scope(|| {
+            tracing::info!(service = %self.name(), id = %self.id(), "service started")
+        });
+        Ok(())
+    }
+
+    /// Stops the server (deregistering and draining), disconnects the broker, runs the hooks.
+    pub async fn stop(&self) -> Result<()> {
+        let c = &self.inner.components;
+        run_hooks(&self.inner.hooks.before_stop).await?;
+        if let Some(server) = &c.server {
+            server.stop().await?;
+        }
+        if let Some(broker) = &c.broker {
+            broker.disconnect().await?;
+        }
+        run_hooks(&self.inner.hooks.after_stop).await?;
+        self.inner.logger.in_scope(|| {
+            tracing::info!(service = %self.name(), "service stopped")
+        });
+        Ok(())
+    }
+
+    /// Asks a running [`Service::run`] to stop, as SIGTERM would.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.notify_one();
+    }
+
+    /// Starts, waits for SIGINT, SIGTERM or [`Service::shutdown`], then stops.
+    pub async fn run(&self) -> Result<()> {
+        self.start().await?;
+        wait_for_signal(&self.inner.shutdown).await;
+        self.stop().await
+    }
+}
+
+async fn wait_for_signal(shutdown: &Notify) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = shutdown.notified() => {}
+                }
+            }
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = shutdown.notified() => {}
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = shutdown.notified() => {}
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Distributed coordination: locks with a TTL and a wait limit, and leader election.
+
+use crate::Result;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// Options of [`Sync::lock`].
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// The lock frees itself after this long if not unlocked; `None` = the backend default.
+    pub ttl: Option<Duration>,
+    /// How long to wait for a held lock; `None` = the backend default, zero = do not wait.
+    pub wait: Option<Duration>,
+}
+
+/// Options of [`Sync::leader`].
+#[derive(Debug, Clone, Default)]
+pub struct LeaderOptions {
+    /// Leadership lapses after this long unless renewed by the holder (a dead leader is
+    /// replaced within it); `None` = the backend default.
+    pub ttl: Option<Duration>,
+}
+
+/// Leadership held by this process. Dropping it without resigning leaves the lease to expire.
+#[async_trait]
+pub trait Leader: Send + Sync {
+    /// The election's id.
+    fn id(&self) -> &str;
+    /// Whether this process still leads (false after resigning or losing the lease).
+    fn is_leader(&self) -> bool;
+    /// Gives up leadership so another candidate can take it.
+    async fn resign(&self) -> Result<()>;
+}
+
+/// A coordination backend.
+#[async_trait]
+pub trait Sync: Send + std::marker::Sync + 'static {
+    /// Plugin name, e.g. `memory`.
+    fn name(&self) -> &str;
+    /// Takes the lock `id`, waiting up to the wait limit; a 408 error when it stays taken.
+    async fn lock(&self, id: &str, options: LockOptions) -> Result<()>;
+    /// Frees the lock `id`; a 404 error when it is not held.
+    async fn unlock(&self, id: &str) -> Result<()>;
+    /// Becomes leader of election `id`, waiting until the current leader resigns or dies.
+    async fn leader(&self, id: &str, options: LeaderOptions) -> Result<Box<dyn Leader>>;
+}

@@ -1,0 +1,165 @@
+//! Connections between services: a connection carries many bidirectional streams of frames,
+//! each frame a header map plus body bytes.
+//!
+//! A stream is a pair of channel halves, so every transport (in-process, TCP, HTTP) offers
+//! the same shape: `send` frames, `recv` frames, drop the sender to end the stream.
+
+use crate::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Frames buffered per stream direction before `send` waits.
+pub const STREAM_BUFFER: usize = 64;
+
+/// One frame: headers and a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Header map (`Micro-Endpoint`, `Content-Type`, ...). Transports keep keys as given;
+    /// readers should use [`Message::header`] which ignores case.
+    pub header: HashMap<String, String>,
+    /// Encoded body.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A frame with the given body and no headers.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Message {
+            header: HashMap::new(),
+            body: body.into(),
+        }
+    }
+
+    /// The same frame with one more header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.header.insert(key.into(), value.into());
+        self
+    }
+
+    /// A header's value, whatever the case of its key.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.header.get(key).map(String::as_str).or_else(|| {
+            self.header
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+/// The sending half of a stream. Dropping it (or calling [`StreamSender::close`]) ends the
+/// stream for the peer, which then sees `None` from `recv`.
+#[derive(Debug, Clone)]
+pub struct StreamSender {
+    inner: mpsc::Sender<Message>,
+}
+
+impl StreamSender {
+    /// Sends a frame; fails with 503 when the peer or the connection is gone.
+    pub async fn send(&self, message: Message) -> Result<()> {
+        self.inner
+            .send(message)
+            .await
+            .map_err(|_| Error::unavailable("go.micro.transport", "stream closed by peer"))
+    }
+
+    /// Ends this direction of the stream.
+    pub fn close(self) {}
+
+    /// Whether the peer stopped receiving.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+/// The receiving half of a stream.
+#[derive(Debug)]
+pub struct StreamReceiver {
+    inner: mpsc::Receiver<Result<Message>>,
+}
+
+impl StreamReceiver {
+    /// The next frame; `None` at the end of the stream; `Some(Err)` when the connection
+    /// failed.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        self.inner.recv().await
+    }
+}
+
+/// A bidirectional stream of frames.
+#[derive(Debug)]
+pub struct Stream {
+    /// Where to send frames to the peer.
+    pub sender: StreamSender,
+    /// Where frames from the peer arrive.
+    pub receiver: StreamReceiver,
+    /// The peer's address, as the transport knows it.
+    pub remote: String,
+}
+
+/// The transport's side of a stream: frames to deliver to the user, and frames the user sent.
+#[derive(Debug)]
+pub struct StreamIo {
+    /// Deliver frames (or a connection error) to the user's receiver.
+    pub incoming: mpsc::Sender<Result<Message>>,
+    /// Frames the user sent; `None` when the user ended the stream.
+    pub outgoing: mpsc::Receiver<Message>,
+}
+
+/// Makes a stream for the user and the transport's handles to drive it.
+pub fn stream_pair(remote: impl Into<String>) -> (Stream, StreamIo) {
+    let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
+    let (in_tx, in_rx) = mpsc::channel(STREAM_BUFFER);
+    (
+        Stream {
+            sender: StreamSender { inner: out_tx },
+            receiver: StreamReceiver { inner: in_rx },
+            remote: remote.into(),
+        },
+        StreamIo {
+            incoming: in_tx,
+            outgoing: out_rx,
+        },
+    )
+}
+
+/// Options of [`Transport::dial`].
+#[derive(Debug, Clone, Default)]
+pub struct DialOptions {
+    /// Give up connecting after this long; `None` = the caller's deadline governs.
+    pub timeout: Option<Duration>,
+}
+
+/// A client's connection to one address; it opens streams.
+#[async_trait]
+pub trait Connection: Send + Sync {
+    /// Opens a new stream on this connection.
+    async fn open_stream(&self) -> Result<Stream>;
+    /// The address dialled.
+    fn remote(&self) -> &str;
+    /// Whether the connection is known to be broken (it should be dropped from pools).
+    fn is_closed(&self) -> bool;
+}
+
+/// A server's listening socket: yields the streams peers open.
+#[async_trait]
+pub trait Listener: Send {
+    /// The bound address (with the real port when `:0` was asked for).
+    fn address(&self) -> String;
+    /// The next stream a peer opened; `None` once the listener is closed.
+    async fn accept(&mut self) -> Option<Stream>;
+}
+
+/// A way of carrying frames between processes (or within one).
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Plugin name, e.g. `tcp`.
+    fn name(&self) -> &str;
+    /// Connects to `address`.
+    async fn dial(&self, address: &str, options: DialOptions) -> Result<Box<dyn Connection>>;
+    /// Listens on `address` (`127.0.0.1:0` picks a free port).
+    async fn listen(&self, address: &str) -> Result<Box<dyn Listener>>;
+}

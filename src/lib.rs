@@ -1,0 +1,56 @@
+//! micro: a framework and toolkit for building and running microservices in Rust.
+//!
+//! This facade re-exports the contracts of `micro-core` and, as modules, the plugin crates
+//! switched on by Cargo features (`micro::memory`, `micro::local`, `micro::file`, ...).
+//! [`plugins()`] lists those plugins as a plain value, and [`Service::builder()`] starts
+//! from it:
+//!
+//! ```no_run
+//! # async fn demo() -> micro::Result<()> {
+//! let service = micro::Service::builder()
+//!     .name("greeter")
+//!     .version("1.0.0")
+//!     .build()?;
+//! service.run().await
+//! # }
+//! ```
+
+pub use micro_core::*;
+pub use micro_derive::Component;
+
+#[cfg(feature = "file")]
+pub use micro_file as file;
+#[cfg(feature = "local")]
+pub use micro_local as local;
+#[cfg(feature = "memory")]
+pub use micro_memory as memory;
+
+/// Every plugin compiled into this build by Cargo features. Add your own with
+/// [`Plugins::add`] or [`ServiceBuilder::plugins`].
+pub fn plugins() -> Plugins {
+    #[allow(unused_mut)]
+    let mut plugins = Plugins::new();
+    #[cfg(feature = "memory")]
+    plugins.extend(micro_memory::plugins());
+    #[cfg(feature = "local")]
+    plugins.extend(micro_local::plugins());
+    #[cfg(feature = "file")]
+    plugins.extend(micro_file::plugins());
+    plugins
+}
+
+/// The plugin source of the facade: every plugin compiled in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompiledPlugins;
+
+impl PluginSource for CompiledPlugins {
+    fn plugins() -> Plugins {
+        plugins()
+    }
+}
+
+/// A service whose builder starts with every plugin compiled in.
+pub type Service = micro_core::Service<CompiledPlugins>;
+
+/// The builder of [`Service`].
+pub type ServiceBuilder = micro_core::ServiceBuilder<CompiledPlugins>;
