@@ -74,6 +74,11 @@ impl PluginContext<'_> {
     pub fn options<T: Component>(&self) -> std::result::Result<T, ConfigError> {
         self.config.section::<T>()
     }
+
+    /// An environment variable from the environment the application gave the builder.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.config.env_var(name)
+    }
 }
 
 /// Builds a component.

@@ -176,6 +176,7 @@ pub struct Loaded {
     flags: Value,
     figment: Figment,
     app_flags: Flags,
+    environment: Arc<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -306,6 +307,7 @@ pub fn load(schema: Schema, sources: &Sources) -> Result<Outcome, ConfigError> {
         parsed_env.tree,
         parsed_flags.tree,
         app_flags,
+        Arc::new(sources.env.clone()),
     )?;
     if parsed_flags.dump || parsed_env.dump {
         return Ok(Outcome::Dump(loaded.to_yaml()));
@@ -322,6 +324,7 @@ impl Loaded {
         env: Value,
         flags: Value,
         app_flags: Flags,
+        environment: Arc<Vec<(String, String)>>,
     ) -> Result<Loaded, ConfigError> {
         let defaults = merge_defaults(&schema);
         let origin = origin_of(&file);
@@ -354,6 +357,7 @@ impl Loaded {
             flags,
             figment,
             app_flags,
+            environment,
         };
         loaded.check()?;
         Ok(loaded)
@@ -390,7 +394,18 @@ impl Loaded {
             self.env.clone(),
             self.flags.clone(),
             self.app_flags.clone(),
+            self.environment.clone(),
         )
+    }
+
+    /// An environment variable as the application passed it to the builder (never read
+    /// from the process here), e.g. for a plugin's default directory.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.environment
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The config file in use, if any.
