@@ -459,13 +459,17 @@ impl Loaded {
     fn convert_error(&self, path: &str, err: figment::Error) -> ConfigError {
         use figment::error::Kind;
         let err = err.into_iter().next().unwrap_or_else(|| figment::Error::from(String::new()));
-        let mut key_parts: Vec<String> = path.split('.').map(str::to_string).collect();
-        let inner: Vec<String> = err.path.clone();
-        if inner.first().map(String::as_str) != key_parts.first().map(String::as_str) {
-            key_parts.extend(inner);
-        } else {
-            key_parts = inner;
+        // figment appends the extracted path after the inner one: [inner.., path..].
+        let asked: Vec<String> = path
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut inner: Vec<String> = err.path.clone();
+        if inner.ends_with(&asked) {
+            inner.truncate(inner.len() - asked.len());
         }
+        let key_parts: Vec<String> = asked.into_iter().chain(inner).collect();
         let key = key_parts.join(".");
         let origin = err
             .metadata

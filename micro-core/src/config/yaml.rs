@@ -63,6 +63,9 @@ impl Provider for Layer<'_> {
     }
 
     fn data(&self) -> Result<FigmentMap<Profile, Dict>, figment::Error> {
+        if !self.value.is_object() {
+            return Ok(FigmentMap::new());
+        }
         figment::providers::Serialized::defaults(self.value).data()
     }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs the project's tests: makes sure the servers the tests talk to are installed and
+# running (installing and starting them when missing), then runs `cargo test`.
+#
+# Usage: scripts/test.sh [extra cargo test args]
+# Servers: set MICRO_TEST_SERVERS to a space-separated subset to check (default: all that
+# the test suite uses). In CI (CI=true) a server that cannot be started is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Servers the tests need today. Plugin issues add theirs here (nats redis postgres).
+SERVERS="${MICRO_TEST_SERVERS-}"
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_ready=""
+apt_install() {
+  if [ -z "$apt_ready" ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_ready=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 60); do
+    port_open "$port" && return 0
+    sleep 0.5
+  done
+  log "$name did not come up on 127.0.0.1:$port"
+  return 1
+}
+
+ensure_nats() {
+  port_open 4222 && return 0
+  command -v nats-server >/dev/null || apt_install nats-server
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  wait_port 4222 nats
+}
+
+ensure_redis() {
+  port_open 6379 && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 6379 redis
+}
+
+ensure_postgres() {
+  if ! port_open 5432; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_port 5432 postgres
+  fi
+  # The tests use database `test` with trust auth.
+  if ! psql -h 127.0.0.1 -U postgres -lqt 2>/dev/null | cut -d'|' -f1 | grep -qw test; then
+    createdb -h 127.0.0.1 -U postgres test 2>/dev/null || true
+  fi
+}
+
+for server in $SERVERS; do
+  if ! "ensure_$server"; then
+    log "server $server is not available"
+    exit 1
+  fi
+done
+
+log "cargo test --workspace $*"
+exec cargo test --workspace "$@"
