@@ -20,10 +20,16 @@ pub use micro_derive::Component;
 
 #[cfg(feature = "file")]
 pub use micro_file as file;
+#[cfg(feature = "http")]
+pub use micro_http as http;
 #[cfg(feature = "local")]
 pub use micro_local as local;
 #[cfg(feature = "memory")]
 pub use micro_memory as memory;
+#[cfg(feature = "mucp")]
+pub use micro_mucp as mucp;
+#[cfg(feature = "tcp")]
+pub use micro_tcp as tcp;
 
 /// Every plugin compiled into this build by Cargo features. Add your own with
 /// [`Plugins::add`] or [`ServiceBuilder::plugins`].
@@ -36,6 +42,12 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_local::plugins());
     #[cfg(feature = "file")]
     plugins.extend(micro_file::plugins());
+    #[cfg(feature = "tcp")]
+    plugins.extend(micro_tcp::plugins());
+    #[cfg(feature = "http")]
+    plugins.extend(micro_http::plugins());
+    #[cfg(feature = "mucp")]
+    plugins.extend(micro_mucp::plugins());
     plugins
 }
 

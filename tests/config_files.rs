@@ -79,11 +79,11 @@ fn seed_production_yaml_resolves_every_component() {
     assert_eq!(s.server.register_interval, Duration::from_secs(60));
     assert_eq!(s.server.register_ttl, Duration::from_secs(30));
     let top = logger::config_for(&loaded, "logger").unwrap();
+    assert_eq!((top.plugin.as_str(), top.level.as_str()), ("zap", "trace"));
     assert_eq!(
-        (top.plugin.as_str(), top.level.as_str()),
-        ("zap", "trace")
+        top.fields.get("component").map(String::as_str),
+        Some("default")
     );
-    assert_eq!(top.fields.get("component").map(String::as_str), Some("default"));
     for (section, level) in [
         ("broker", "trace"),
         ("client", "trace"),
@@ -101,7 +101,12 @@ fn seed_production_yaml_resolves_every_component() {
             "{section}"
         );
     }
-    assert_eq!(logger::config_for(&loaded, "server").unwrap().caller_skip_count, 2);
+    assert_eq!(
+        logger::config_for(&loaded, "server")
+            .unwrap()
+            .caller_skip_count,
+        2
+    );
 }
 
 #[test]
@@ -125,14 +130,22 @@ fn unknown_key_names_file_section_key_and_valid_keys() {
         other => panic!("expected UnknownKey, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("service.yaml") && text.contains("adress") && text.contains("addresses"), "{text}");
+    assert!(
+        text.contains("service.yaml") && text.contains("adress") && text.contains("addresses"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_key_in_a_logger_sub_section() {
     let (_dir, _path, result) = load_yaml("server:\n  logger:\n    levle: debug\n");
     match result.unwrap_err() {
-        ConfigError::UnknownKey { section, key, valid, .. } => {
+        ConfigError::UnknownKey {
+            section,
+            key,
+            valid,
+            ..
+        } => {
             assert_eq!(section, "server.logger");
             assert_eq!(key, "levle");
             assert!(valid.contains(&"level".to_string()));
@@ -214,7 +227,10 @@ fn bad_log_level_is_named() {
     match logger::level_of(&cfg, "broker.logger.level").unwrap_err() {
         ConfigError::Invalid { key, reason } => {
             assert_eq!(key, "broker.logger.level");
-            assert!(reason.contains("loud") && reason.contains("debug"), "{reason}");
+            assert!(
+                reason.contains("loud") && reason.contains("debug"),
+                "{reason}"
+            );
         }
         other => panic!("expected Invalid, got {other:?}"),
     }

@@ -74,16 +74,88 @@ fn pool_size(form: &Form, layers: &Layers) -> usize {
 #[test]
 fn every_layer_pair_in_every_naming_form() {
     let cases: [(Layers, usize); 9] = [
-        (Layers { file: None, env: None, flag: None, no_flags: false }, 1),
-        (Layers { file: Some("2"), env: None, flag: None, no_flags: false }, 2),
-        (Layers { file: None, env: Some("3"), flag: None, no_flags: false }, 3),
-        (Layers { file: None, env: None, flag: Some("4"), no_flags: false }, 4),
-        (Layers { file: Some("2"), env: Some("3"), flag: None, no_flags: false }, 3),
-        (Layers { file: Some("2"), env: None, flag: Some("4"), no_flags: false }, 4),
-        (Layers { file: None, env: Some("3"), flag: Some("4"), no_flags: false }, 4),
-        (Layers { file: Some("2"), env: Some("3"), flag: Some("4"), no_flags: false }, 4),
+        (
+            Layers {
+                file: None,
+                env: None,
+                flag: None,
+                no_flags: false,
+            },
+            1,
+        ),
+        (
+            Layers {
+                file: Some("2"),
+                env: None,
+                flag: None,
+                no_flags: false,
+            },
+            2,
+        ),
+        (
+            Layers {
+                file: None,
+                env: Some("3"),
+                flag: None,
+                no_flags: false,
+            },
+            3,
+        ),
+        (
+            Layers {
+                file: None,
+                env: None,
+                flag: Some("4"),
+                no_flags: false,
+            },
+            4,
+        ),
+        (
+            Layers {
+                file: Some("2"),
+                env: Some("3"),
+                flag: None,
+                no_flags: false,
+            },
+            3,
+        ),
+        (
+            Layers {
+                file: Some("2"),
+                env: None,
+                flag: Some("4"),
+                no_flags: false,
+            },
+            4,
+        ),
+        (
+            Layers {
+                file: None,
+                env: Some("3"),
+                flag: Some("4"),
+                no_flags: false,
+            },
+            4,
+        ),
+        (
+            Layers {
+                file: Some("2"),
+                env: Some("3"),
+                flag: Some("4"),
+                no_flags: false,
+            },
+            4,
+        ),
         // no_flags: the command line is ignored, env still applies.
-        (Layers { file: Some("2"), env: Some("3"), flag: Some("4"), no_flags: true }, 3),
+        (
+            Layers {
+                file: Some("2"),
+                env: Some("3"),
+                flag: Some("4"),
+                no_flags: true,
+            },
+            3,
+        ),
     ];
     for form in &FORMS {
         for (i, (layers, want)) in cases.iter().enumerate() {
@@ -106,7 +178,13 @@ fn names_of_other_forms_are_not_read() {
         env: vec![("MICRO_CLIENT_POOL_SIZE".into(), "9".into())],
         ..Default::default()
     };
-    assert_eq!(load(sources).unwrap().get::<usize>("client.pool_size").unwrap(), 1);
+    assert_eq!(
+        load(sources)
+            .unwrap()
+            .get::<usize>("client.pool_size")
+            .unwrap(),
+        1
+    );
     let sources = Sources {
         arg_prefix: Some("x".into()),
         args: vec!["svc".into(), "--client_pool_size".into(), "9".into()],
@@ -155,12 +233,19 @@ fn config_file_from_flag_beats_env_beats_builder() {
             ..Default::default()
         };
         if env {
-            sources.env.push(("MICRO_CONFIG".into(), files[1].display().to_string()));
+            sources
+                .env
+                .push(("MICRO_CONFIG".into(), files[1].display().to_string()));
         }
         if flag {
-            sources.args.push(format!("--config={}", files[2].display()));
+            sources
+                .args
+                .push(format!("--config={}", files[2].display()));
         }
-        load(sources).unwrap().get::<String>("server.version").unwrap()
+        load(sources)
+            .unwrap()
+            .get::<String>("server.version")
+            .unwrap()
     };
     assert_eq!(version(false, false), "builder");
     assert_eq!(version(true, false), "env");
@@ -174,29 +259,48 @@ fn go_micro_options() -> Vec<(&'static str, &'static str, fn(&ComponentSections)
         ("server_name", "svc-a", |s| s.server.name == "svc-a"),
         ("server_version", "1.2.3", |s| s.server.version == "1.2.3"),
         ("server_id", "svc-a-1", |s| s.server.id == "svc-a-1"),
-        ("server_address", "127.0.0.1:8080", |s| s.server.address == "127.0.0.1:8080"),
-        ("server_advertise", "10.0.0.1:8080", |s| s.server.advertise == "10.0.0.1:8080"),
+        ("server_address", "127.0.0.1:8080", |s| {
+            s.server.address == "127.0.0.1:8080"
+        }),
+        ("server_advertise", "10.0.0.1:8080", |s| {
+            s.server.advertise == "10.0.0.1:8080"
+        }),
         ("server_metadata", "a=1,b=2", |s| {
             s.server.metadata
-                == BTreeMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())])
+                == BTreeMap::from([
+                    ("a".to_string(), "1".to_string()),
+                    ("b".to_string(), "2".to_string()),
+                ])
         }),
         ("broker", "memory", |s| s.broker.plugin == "memory"),
         ("broker_address", "127.0.0.1:1,127.0.0.1:2", |s| {
             s.broker.addresses == ["127.0.0.1:1", "127.0.0.1:2"]
         }),
         ("registry", "memory", |s| s.registry.plugin == "memory"),
-        ("registry_address", "127.0.0.1:2379", |s| s.registry.addresses == ["127.0.0.1:2379"]),
-        ("selector", "roundrobin", |s| s.selector.plugin == "roundrobin"),
+        ("registry_address", "127.0.0.1:2379", |s| {
+            s.registry.addresses == ["127.0.0.1:2379"]
+        }),
+        ("selector", "roundrobin", |s| {
+            s.selector.plugin == "roundrobin"
+        }),
         ("transport", "memory", |s| s.transport.plugin == "memory"),
-        ("transport_address", "127.0.0.1:9", |s| s.transport.addresses == ["127.0.0.1:9"]),
-        ("register_ttl", "45", |s| s.server.register_ttl == Duration::from_secs(45)),
-        ("register_interval", "15s", |s| s.server.register_interval == Duration::from_secs(15)),
+        ("transport_address", "127.0.0.1:9", |s| {
+            s.transport.addresses == ["127.0.0.1:9"]
+        }),
+        ("register_ttl", "45", |s| {
+            s.server.register_ttl == Duration::from_secs(45)
+        }),
+        ("register_interval", "15s", |s| {
+            s.server.register_interval == Duration::from_secs(15)
+        }),
         ("client_retries", "3", |s| s.client.pool_retries == 3),
         ("client_request_timeout", "250ms", |s| {
             s.client.pool_request_timeout == Duration::from_millis(250)
         }),
         ("client_pool_size", "7", |s| s.client.pool_size == 7),
-        ("client_pool_ttl", "2m", |s| s.client.pool_ttl == Duration::from_secs(120)),
+        ("client_pool_ttl", "2m", |s| {
+            s.client.pool_ttl == Duration::from_secs(120)
+        }),
     ]
 }
 
@@ -208,23 +312,38 @@ fn go_micro_global_options_work_as_flags_and_env() {
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("--{name}: {e}"));
-        assert!(check(&ComponentSections::from_loaded(&by_flag).unwrap()), "flag --{name}");
+        assert!(
+            check(&ComponentSections::from_loaded(&by_flag).unwrap()),
+            "flag --{name}"
+        );
         let by_env = load(Sources {
             args: vec!["svc".into()],
             env: vec![(format!("MICRO_{}", name.to_uppercase()), value.into())],
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("MICRO_{}: {e}", name.to_uppercase()));
-        assert!(check(&ComponentSections::from_loaded(&by_env).unwrap()), "env {name}");
+        assert!(
+            check(&ComponentSections::from_loaded(&by_env).unwrap()),
+            "env {name}"
+        );
     }
 }
 
 #[test]
 fn repeated_flags_add_up() {
     let loaded = load(Sources {
-        args: ["svc", "--server_metadata", "a=1", "--server_metadata=b=2", "--registry_address", "h1", "--registry_address", "h2"]
-            .map(String::from)
-            .to_vec(),
+        args: [
+            "svc",
+            "--server_metadata",
+            "a=1",
+            "--server_metadata=b=2",
+            "--registry_address",
+            "h1",
+            "--registry_address",
+            "h2",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Default::default()
     })
     .unwrap();
@@ -249,7 +368,12 @@ fn flag_and_env_errors_say_what_is_wrong() {
         ..Default::default()
     })
     .unwrap_err();
-    assert_eq!(err, ConfigError::MissingValue { flag: "--registry".into() });
+    assert_eq!(
+        err,
+        ConfigError::MissingValue {
+            flag: "--registry".into()
+        }
+    );
     let err = load(Sources {
         args: vec!["svc".into()],
         env: vec![("MICRO_CLIENT_POOL_SIZE".into(), "lots".into())],
@@ -257,7 +381,12 @@ fn flag_and_env_errors_say_what_is_wrong() {
     })
     .unwrap_err();
     match err {
-        ConfigError::WrongType { origin, key, expected, found } => {
+        ConfigError::WrongType {
+            origin,
+            key,
+            expected,
+            found,
+        } => {
             assert_eq!(origin, "env MICRO_CLIENT_POOL_SIZE");
             assert_eq!(key, "client.pool_size");
             assert_eq!(expected, "a whole number");
@@ -270,7 +399,10 @@ fn flag_and_env_errors_say_what_is_wrong() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(matches!(err, ConfigError::WrongType { ref origin, .. } if origin == "flag --register_ttl"), "{err:?}");
+    assert!(
+        matches!(err, ConfigError::WrongType { ref origin, .. } if origin == "flag --register_ttl"),
+        "{err:?}"
+    );
     let err = load(Sources {
         args: vec!["svc".into(), "stray".into()],
         ..Default::default()
@@ -300,10 +432,16 @@ fn help_lists_every_flag_with_env_and_default() {
             .find(|l| l.contains(&format!("--{name} ")) || l.contains(&format!("--{name},")))
             .unwrap_or_else(|| panic!("--{name} missing from help:\n{help}"));
         let _ = line;
-        assert!(help.contains(&format!("$MICRO_{}", name.to_uppercase())), "env of {name}");
+        assert!(
+            help.contains(&format!("$MICRO_{}", name.to_uppercase())),
+            "env of {name}"
+        );
     }
     assert!(help.contains("(default: local)"), "{help}");
-    assert!(help.contains("(default: 90s)") || help.contains("(default: 1m 30s)"), "{help}");
+    assert!(
+        help.contains("(default: 90s)") || help.contains("(default: 1m 30s)"),
+        "{help}"
+    );
     assert!(help.contains("--config FILE") && help.contains("$MICRO_CONFIG"));
     assert!(help.contains("--registry_logger_level"));
 }

@@ -8,7 +8,9 @@ fn root() -> PathBuf {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -26,7 +28,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Library source files: the facade, the core, the macros, the plugins and the CLI.
 fn library_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["src", "micro-core/src", "micro-derive/src", "micro-cli/src", "micro-plugins"] {
+    for dir in [
+        "src",
+        "micro-core/src",
+        "micro-derive/src",
+        "micro-cli/src",
+        "micro-plugins",
+    ] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 10, "found only {files:?}");
@@ -48,11 +56,18 @@ fn global_state_in(line: &str) -> Option<&'static str> {
             return Some(marker);
         }
     }
-    let is_static = ["static ", "pub static ", "pub(crate) static ", "static mut "]
-        .iter()
-        .any(|p| code.starts_with(p));
+    let is_static = [
+        "static ",
+        "pub static ",
+        "pub(crate) static ",
+        "static mut ",
+    ]
+    .iter()
+    .any(|p| code.starts_with(p));
     if is_static {
-        for holder in ["Mutex", "RwLock", "OnceLock", "OnceCell", "Lazy", "Atomic", "Cell", "mut "] {
+        for holder in [
+            "Mutex", "RwLock", "OnceLock", "OnceCell", "Lazy", "Atomic", "Cell", "mut ",
+        ] {
             if code.contains(holder) {
                 return Some("static holding state");
             }
@@ -91,7 +106,11 @@ fn core_depends_on_no_plugin_crate() {
         .lines()
         .filter(|l| l.trim_start().starts_with("micro-"))
         .collect();
-    assert_eq!(deps, ["micro-derive.workspace = true"], "micro-core depends on {deps:?}");
+    assert_eq!(
+        deps,
+        ["micro-derive.workspace = true"],
+        "micro-core depends on {deps:?}"
+    );
 }
 
 #[test]
@@ -99,11 +118,25 @@ fn bare_facade_has_no_plugin_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .current_dir(root())
-        .args(["tree", "-p", "micro", "--no-default-features", "--prefix", "none", "-e", "normal", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            "micro",
+            "--no-default-features",
+            "--prefix",
+            "none",
+            "-e",
+            "normal",
+            "--offline",
+        ])
         .output()
         .unwrap();
     let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let micro_crates: Vec<&str> = tree
         .lines()
         .filter(|l| l.starts_with("micro-"))
@@ -115,11 +148,23 @@ fn bare_facade_has_no_plugin_crate() {
     // And the default build does contain the embedded plugins.
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
-        .args(["tree", "-p", "micro", "--prefix", "none", "-e", "normal", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            "micro",
+            "--prefix",
+            "none",
+            "-e",
+            "normal",
+            "--offline",
+        ])
         .output()
         .unwrap();
     let tree = String::from_utf8_lossy(&out.stdout);
     for plugin in ["micro-memory", "micro-local", "micro-file"] {
-        assert!(tree.contains(plugin), "{plugin} missing from the default build");
+        assert!(
+            tree.contains(plugin),
+            "{plugin} missing from the default build"
+        );
     }
 }

@@ -9,14 +9,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const COMPONENTS: [&str; 9] = [
-    "registry", "selector", "transport", "broker", "store", "events", "sync", "client", "server",
+    "registry",
+    "selector",
+    "transport",
+    "broker",
+    "store",
+    "events",
+    "sync",
+    "client",
+    "server",
 ];
 
 /// Env that switches every component off, so a service builds with no plugin at all.
 fn all_off() -> Vec<(String, String)> {
     COMPONENTS
         .iter()
-        .map(|c| (format!("MICRO_{}_ENABLED", c.to_uppercase()), "false".to_string()))
+        .map(|c| {
+            (
+                format!("MICRO_{}_ENABLED", c.to_uppercase()),
+                "false".to_string(),
+            )
+        })
         .collect()
 }
 
@@ -45,7 +58,13 @@ fn two_services_in_one_process_log_at_their_own_levels() {
         micro::Service::builder()
             .name("alpha")
             .args(["alpha"])
-            .env(with(all_off(), &[("MICRO_LOGGER_LEVEL", "debug"), ("MICRO_BROKER_LOGGER_FIELDS", "component=broker")]))
+            .env(with(
+                all_off(),
+                &[
+                    ("MICRO_LOGGER_LEVEL", "debug"),
+                    ("MICRO_BROKER_LOGGER_FIELDS", "component=broker"),
+                ],
+            ))
             .log_output(LogOutput::buffer(out_a.clone()))
             .try_build(),
     );
@@ -66,7 +85,10 @@ fn two_services_in_one_process_log_at_their_own_levels() {
     let (a_text, b_text) = (text(&out_a), text(&out_b));
     assert!(a_text.contains("alpha debug line"), "{a_text}");
     assert!(a_text.contains("alpha warn line"), "{a_text}");
-    assert!(a_text.contains("component=broker"), "static fields: {a_text}");
+    assert!(
+        a_text.contains("component=broker"),
+        "static fields: {a_text}"
+    );
     assert!(!a_text.contains("beta"), "{a_text}");
     assert!(b_text.contains("beta warn line"), "{b_text}");
     assert!(!b_text.contains("beta debug line"), "{b_text}");
@@ -92,11 +114,22 @@ fn seed_defaults_warn_that_ttl_is_below_interval() {
         .lines()
         .find(|l| l.contains("WARN") && l.contains("register_ttl"))
         .unwrap_or_else(|| panic!("no warning in:\n{log}"));
-    assert!(line.contains("30s") && line.contains("60s") && line.contains("register_interval"), "{line}");
+    assert!(
+        line.contains("30s") && line.contains("60s") && line.contains("register_interval"),
+        "{line}"
+    );
     // The seed names mdns, which this build does not contain: starting fails with the list.
     match result {
-        Err(ConfigError::PluginNotCompiled { component, plugin, compiled, feature }) => {
-            assert_eq!((component.as_str(), plugin.as_str(), feature.as_str()), ("registry", "mdns", "mdns"));
+        Err(ConfigError::PluginNotCompiled {
+            component,
+            plugin,
+            compiled,
+            feature,
+        }) => {
+            assert_eq!(
+                (component.as_str(), plugin.as_str(), feature.as_str()),
+                ("registry", "mdns", "mdns")
+            );
             assert!(compiled.contains(&"memory".to_string()), "{compiled:?}");
         }
         Err(other) => panic!("expected PluginNotCompiled, got {other}"),
@@ -115,14 +148,20 @@ fn a_plugin_not_compiled_in_lists_the_compiled_ones_and_the_feature() {
         Ok(_) => panic!("expected an error"),
     };
     let text = err.to_string();
-    assert!(text.contains("\"nats\"") && text.contains("memory") && text.contains("feature \"nats\""), "{text}");
+    assert!(
+        text.contains("\"nats\"") && text.contains("memory") && text.contains("feature \"nats\""),
+        "{text}"
+    );
     let err: micro::Error = err.into();
     assert_eq!(err.code, 400);
 }
 
 #[test]
 fn help_version_and_dump_are_answers_not_services() {
-    let help = micro::Service::builder().args(["svc", "--help"]).env(all_off()).try_build();
+    let help = micro::Service::builder()
+        .args(["svc", "--help"])
+        .env(all_off())
+        .try_build();
     assert!(matches!(help, Ok(Built::Help(ref t)) if t.contains("--registry_address")));
     let version = micro::Service::builder()
         .version("1.2.3")
@@ -157,7 +196,11 @@ fn serde_yaml_check(yaml: &str) -> serde_json::Value {
     std::fs::write(&path, yaml).unwrap();
     let loaded = match micro::config::load(
         micro::plugins().schema(),
-        &micro::config::Sources { config_file: Some(path), no_flags: true, ..Default::default() },
+        &micro::config::Sources {
+            config_file: Some(path),
+            no_flags: true,
+            ..Default::default()
+        },
     ) {
         Ok(micro::config::Outcome::Loaded(l)) => l,
         other => panic!("dump does not load back: {other:?}"),
@@ -171,7 +214,10 @@ fn child_prints_help_and_exits() {
     if std::env::var("MICRO_TEST_CHILD").as_deref() != Ok("help") {
         return;
     }
-    let _ = micro::Service::builder().args(["svc", "--help"]).env(all_off()).build();
+    let _ = micro::Service::builder()
+        .args(["svc", "--help"])
+        .env(all_off())
+        .build();
     panic!("build() returned after --help");
 }
 
@@ -184,29 +230,47 @@ fn help_exits_zero() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "status {:?}: {stdout}", out.status);
-    assert!(stdout.contains("--registry_address") && stdout.contains("$MICRO_REGISTRY_ADDRESS"), "{stdout}");
+    assert!(
+        stdout.contains("--registry_address") && stdout.contains("$MICRO_REGISTRY_ADDRESS"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn handlers_need_a_server() {
     let handler = micro::server::Handler {
-        endpoint: micro::registry::Endpoint { name: "Greeter.Hello".into(), ..Default::default() },
+        endpoint: micro::registry::Endpoint {
+            name: "Greeter.Hello".into(),
+            ..Default::default()
+        },
         kind: micro::server::HandlerKind::Unary(Arc::new(|_req| {
             Box::pin(async { Ok(micro::client::Response::default()) })
         })),
     };
-    let err = match micro::Service::builder().args(["svc"]).env(all_off()).handler(handler).try_build() {
+    let err = match micro::Service::builder()
+        .args(["svc"])
+        .env(all_off())
+        .handler(handler)
+        .try_build()
+    {
         Err(e) => e,
         Ok(_) => panic!("expected an error"),
     };
-    assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "server.enabled"), "{err}");
+    assert!(
+        matches!(err, ConfigError::Invalid { ref key, .. } if key == "server.enabled"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn app_config_get_and_hot_reload_keeping_the_last_good_value() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.yaml");
-    std::fs::write(&path, "greeter:\n  greeting: hello\n  limits:\n    max: 3\n").unwrap();
+    std::fs::write(
+        &path,
+        "greeter:\n  greeting: hello\n  limits:\n    max: 3\n",
+    )
+    .unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
     let service = built(
         micro::Service::builder()
@@ -222,20 +286,30 @@ async fn app_config_get_and_hot_reload_keeping_the_last_good_value() {
     }
     let config = service.config();
     assert_eq!(config.get::<String>("greeter.greeting").unwrap(), "hello");
-    assert_eq!(config.get::<Limits>("greeter.limits").unwrap(), Limits { max: 3 });
+    assert_eq!(
+        config.get::<Limits>("greeter.limits").unwrap(),
+        Limits { max: 3 }
+    );
     assert!(config.get::<u32>("greeter.greeting").is_err());
     let mut greeting = config.watch::<String>("greeter.greeting").unwrap();
     assert_eq!(greeting.get(), "hello");
 
     std::fs::write(&path, "greeter:\n  greeting: hi\n  limits:\n    max: 3\n").unwrap();
     let next = tokio::time::timeout(Duration::from_secs(10), greeting.changed()).await;
-    assert_eq!(next.expect("change seen within 10s"), Some("hi".to_string()));
+    assert_eq!(
+        next.expect("change seen within 10s"),
+        Some("hi".to_string())
+    );
 
     // An invalid file keeps the last good value and says why in the log.
     std::fs::write(&path, "greeter: [broken\n").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !text(&out).contains("keeping the last good config") {
-        assert!(tokio::time::Instant::now() < deadline, "no warning logged: {}", text(&out));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no warning logged: {}",
+            text(&out)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(greeting.get(), "hi");
@@ -243,5 +317,8 @@ async fn app_config_get_and_hot_reload_keeping_the_last_good_value() {
 
     std::fs::write(&path, "greeter:\n  greeting: hey\n").unwrap();
     let next = tokio::time::timeout(Duration::from_secs(10), greeting.changed()).await;
-    assert_eq!(next.expect("change seen within 10s"), Some("hey".to_string()));
+    assert_eq!(
+        next.expect("change seen within 10s"),
+        Some("hey".to_string())
+    );
 }

@@ -222,11 +222,19 @@ mod tests {
             rule("public", "", "Greeter.Hello", Access::Granted, 0),
             rule("any", "*", "Greeter.*", Access::Granted, 0),
             rule("deny-secret", "*", "Greeter.Secret", Access::Denied, 1),
-            rule("admin-secret", "admin", "Greeter.Secret", Access::Granted, 2),
+            rule(
+                "admin-secret",
+                "admin",
+                "Greeter.Secret",
+                Access::Granted,
+                2,
+            ),
         ];
         assert!(verify(&rules, None, &res("Greeter.Hello")).is_ok());
         assert_eq!(
-            verify(&rules, None, &res("Greeter.Other")).unwrap_err().code,
+            verify(&rules, None, &res("Greeter.Other"))
+                .unwrap_err()
+                .code,
             401
         );
         assert!(verify(&rules, Some(&user), &res("Greeter.Other")).is_ok());

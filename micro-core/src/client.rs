@@ -3,11 +3,11 @@
 //! [`Request`] and [`Response`] are shared with the server: they are what middleware (tower
 //! layers) sees on both sides.
 
+use crate::Result;
 use crate::broker;
 use crate::context::{Context, Metadata};
 use crate::selector::SelectOptions;
 use crate::transport::Stream;
-use crate::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::Duration;
@@ -31,7 +31,11 @@ pub struct Request {
 
 impl Request {
     /// A request to `service`'s `endpoint` with a JSON body.
-    pub fn new(service: impl Into<String>, endpoint: impl Into<String>, body: impl Into<Bytes>) -> Self {
+    pub fn new(
+        service: impl Into<String>,
+        endpoint: impl Into<String>,
+        body: impl Into<Bytes>,
+    ) -> Self {
         Request {
             service: service.into(),
             endpoint: endpoint.into(),
@@ -66,6 +70,8 @@ pub struct CallOptions {
     pub idempotent: bool,
     /// Filters and strategy for node selection.
     pub select: SelectOptions,
+    /// Content type of the request (default: the client's).
+    pub content_type: Option<String>,
 }
 
 /// Calls services.
@@ -73,10 +79,98 @@ pub struct CallOptions {
 pub trait Client: Send + Sync + 'static {
     /// Plugin name, e.g. `mucp`.
     fn name(&self) -> &str;
+    /// Content type used when a call names none (`client.content_type`).
+    fn content_type(&self) -> &str {
+        crate::codec::JSON
+    }
     /// A unary call.
     async fn call(&self, request: Request, options: CallOptions) -> Result<Response>;
     /// Opens a stream to the endpoint; the first frame carries the request.
     async fn stream(&self, request: Request, options: CallOptions) -> Result<Stream>;
     /// Publishes a message on a topic through the broker.
     async fn publish(&self, topic: &str, message: broker::Message) -> Result<()>;
+}
+
+use crate::codec::{Format, Payload};
+use crate::streaming::ClientStream;
+
+fn typed_request(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    content_type: Option<&str>,
+) -> Result<(Request, Format)> {
+    let content_type = content_type.unwrap_or(client.content_type()).to_string();
+    let format = Format::from_content_type(&content_type)?;
+    Ok((
+        Request {
+            service: service.to_string(),
+            endpoint: endpoint.to_string(),
+            content_type,
+            body: Bytes::new(),
+            context: ctx.clone(),
+            stream: false,
+        },
+        format,
+    ))
+}
+
+/// Calls `service`'s `endpoint` with a typed request and decodes the typed response.
+pub async fn call<Req: Payload, Resp: Payload>(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    request: &Req,
+    options: CallOptions,
+) -> Result<Resp> {
+    let (mut req, format) = typed_request(
+        client,
+        ctx,
+        service,
+        endpoint,
+        options.content_type.as_deref(),
+    )?;
+    req.body = request.encode(format)?;
+    let response = client.call(req, options).await?;
+    let format = if response.content_type.is_empty() {
+        format
+    } else {
+        Format::from_content_type(&response.content_type)?
+    };
+    Resp::decode(format, &response.body)
+}
+
+/// Opens a typed stream to `service`'s `endpoint`. For a server stream, `send` the one
+/// request and `close_send`; then `recv` the responses.
+pub async fn stream<Req: Payload, Resp: Payload>(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    options: CallOptions,
+) -> Result<ClientStream<Req, Resp>> {
+    let (mut req, format) = typed_request(
+        client,
+        ctx,
+        service,
+        endpoint,
+        options.content_type.as_deref(),
+    )?;
+    req.stream = true;
+    let stream = client.stream(req, options).await?;
+    Ok(ClientStream::new(stream, format))
+}
+
+/// Publishes a typed message on `topic` through the client (which sets `Micro-Topic`,
+/// `Micro-Id` and `Content-Type`).
+pub async fn publish<T: Payload>(client: &dyn Client, topic: &str, message: &T) -> Result<()> {
+    let format = Format::from_content_type(client.content_type())?;
+    let body = message.encode(format)?;
+    let message = broker::Message::new(body).with_header(
+        crate::transport::headers::CONTENT_TYPE,
+        format.content_type(),
+    );
+    client.publish(topic, message).await
 }

@@ -45,7 +45,9 @@ impl Format {
             .to_ascii_lowercase();
         match base.as_str() {
             "" | "application/json" | "text/json" | "application/json-rpc" => Ok(Format::Json),
-            "application/protobuf" | "application/x-protobuf" | "application/proto-rpc"
+            "application/protobuf"
+            | "application/x-protobuf"
+            | "application/proto-rpc"
             | "application/grpc+proto" => Ok(Format::Protobuf),
             "application/octet-stream" | "application/bytes" => Ok(Format::Bytes),
             _ => Err(Error::unsupported_media_type(
@@ -67,7 +69,11 @@ pub fn encode_json<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
 
 /// Decodes JSON into a serde value; a bad body is a 400 error saying why.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body)
         .map_err(|e| Error::bad_request("go.micro.codec", format!("invalid JSON body: {e}")))
 }
@@ -95,5 +101,119 @@ mod tests {
     fn bad_json_is_bad_request() {
         let err = decode_json::<serde_json::Value>(b"{nope").unwrap_err();
         assert_eq!(err.code, 400);
+    }
+}
+
+/// A message type that can be written and read in the codecs' formats.
+///
+/// Every serde type is a `Payload` speaking JSON; wrap prost messages in [`Proto`] to speak
+/// protobuf (and JSON, when they also derive serde); [`Raw`] passes bytes through.
+pub trait Payload: Sized + Send + 'static {
+    /// Encodes in `format`; a format the type cannot speak is a 415 error.
+    fn encode(&self, format: Format) -> Result<Bytes>;
+    /// Decodes from `format`; a bad body is a 400 error.
+    fn decode(format: Format, body: &[u8]) -> Result<Self>;
+}
+
+fn cannot_speak(format: Format, speaks: &str) -> Error {
+    Error::unsupported_media_type(
+        "go.micro.codec",
+        format!(
+            "this endpoint cannot use {}: use {speaks}",
+            format.content_type()
+        ),
+    )
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {
+    fn encode(&self, format: Format) -> Result<Bytes> {
+        match format {
+            Format::Json => encode_json(self),
+            other => Err(cannot_speak(other, JSON)),
+        }
+    }
+
+    fn decode(format: Format, body: &[u8]) -> Result<Self> {
+        match format {
+            Format::Json => decode_json(body),
+            other => Err(cannot_speak(other, JSON)),
+        }
+    }
+}
+
+/// A prost message that speaks protobuf, and JSON through serde.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Proto<T>(pub T);
+
+impl<T> Payload for Proto<T>
+where
+    T: prost::Message + Default + Serialize + DeserializeOwned + Send + 'static,
+{
+    fn encode(&self, format: Format) -> Result<Bytes> {
+        match format {
+            Format::Protobuf => Ok(Bytes::from(self.0.encode_to_vec())),
+            Format::Json => encode_json(&self.0),
+            Format::Bytes => Err(cannot_speak(format, &format!("{PROTOBUF} or {JSON}"))),
+        }
+    }
+
+    fn decode(format: Format, body: &[u8]) -> Result<Self> {
+        match format {
+            Format::Protobuf => T::decode(body).map(Proto).map_err(|e| {
+                Error::bad_request("go.micro.codec", format!("invalid protobuf body: {e}"))
+            }),
+            Format::Json => decode_json(body).map(Proto),
+            Format::Bytes => Err(cannot_speak(format, &format!("{PROTOBUF} or {JSON}"))),
+        }
+    }
+}
+
+/// Bytes passed through untouched, whatever the content type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Raw(pub Bytes);
+
+impl Payload for Raw {
+    fn encode(&self, _: Format) -> Result<Bytes> {
+        Ok(self.0.clone())
+    }
+
+    fn decode(_: Format, body: &[u8]) -> Result<Self> {
+        Ok(Raw(Bytes::copy_from_slice(body)))
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+    struct Hello {
+        #[prost(string, tag = "1")]
+        name: String,
+    }
+
+    #[test]
+    fn serde_types_speak_json_only() {
+        let body = Payload::encode(&serde_json::json!({"name": "John"}), Format::Json).unwrap();
+        assert_eq!(&body[..], br#"{"name":"John"}"#);
+        let err = <serde_json::Value as Payload>::decode(Format::Protobuf, b"").unwrap_err();
+        assert_eq!(err.code, 415);
+    }
+
+    #[test]
+    fn proto_speaks_both() {
+        let msg = Proto(Hello {
+            name: "John".into(),
+        });
+        for format in [Format::Protobuf, Format::Json] {
+            let body = msg.encode(format).unwrap();
+            assert_eq!(Proto::<Hello>::decode(format, &body).unwrap(), msg);
+        }
+        assert_eq!(
+            Proto::<Hello>::decode(Format::Protobuf, &[0xff])
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 }

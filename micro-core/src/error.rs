@@ -167,7 +167,11 @@ mod tests {
             (Error::unauthorized("x", "d"), 401, "Unauthorized"),
             (Error::forbidden("x", "d"), 403, "Forbidden"),
             (Error::not_found("x", "d"), 404, "Not Found"),
-            (Error::method_not_allowed("x", "d"), 405, "Method Not Allowed"),
+            (
+                Error::method_not_allowed("x", "d"),
+                405,
+                "Method Not Allowed",
+            ),
             (Error::timeout("x", "d"), 408, "Request Timeout"),
             (Error::conflict("x", "d"), 409, "Conflict"),
             (

@@ -14,12 +14,14 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod logger;
+pub mod middleware;
 pub mod plugin;
 pub mod registry;
 pub mod selector;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod streaming;
 pub mod sync;
 pub mod transport;
 
@@ -27,6 +29,7 @@ pub use context::{Context, Metadata};
 pub use error::{Error, Result};
 pub use plugin::{Components, Plugin, PluginContext, Plugins};
 pub use service::{Built, NoPlugins, PluginSource, Service, ServiceBuilder};
+pub use streaming::Streaming;
 
 /// Re-exports for plugin crates and generated code; not a stable API.
 #[doc(hidden)]

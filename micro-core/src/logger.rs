@@ -2,7 +2,7 @@
 //! `logger:` section (level, fields, format). No global subscriber is ever installed; code
 //! logs inside [`Logger::in_scope`] or instruments futures with [`Logger::dispatch`].
 
-use crate::config::{ConfigError, LoggerConfig, Loaded};
+use crate::config::{ConfigError, Loaded, LoggerConfig};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -180,11 +180,7 @@ where
 }
 
 /// Builds the text-format dispatch of a logger config.
-pub fn text_dispatch(
-    config: &LoggerConfig,
-    level: LevelFilter,
-    output: LogOutput,
-) -> Dispatch {
+pub fn text_dispatch(config: &LoggerConfig, level: LevelFilter, output: LogOutput) -> Dispatch {
     if !config.enabled || level == LevelFilter::OFF {
         return Dispatch::none();
     }

@@ -3,6 +3,7 @@
 //! A plain value, no statics: the `micro` facade's `plugins()` lists the plugins compiled in
 //! by Cargo features, and applications may add their own before building a service.
 
+use crate::Result;
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::client::Client;
@@ -14,7 +15,6 @@ use crate::selector::Selector;
 use crate::server::Server;
 use crate::store::Store;
 use crate::transport::Transport;
-use crate::Result;
 use std::sync::Arc;
 use tracing::Dispatch;
 
@@ -67,6 +67,8 @@ pub struct PluginContext<'a> {
     pub components: &'a Components,
     /// The service being built.
     pub service: &'a ServiceInfo,
+    /// Middleware for the client and server.
+    pub middleware: &'a crate::middleware::Middleware,
 }
 
 impl PluginContext<'_> {
@@ -85,8 +87,9 @@ impl PluginContext<'_> {
 pub type Factory<T> = Arc<dyn Fn(&PluginContext<'_>) -> Result<Arc<T>> + Send + Sync>;
 
 /// Builds a logger's dispatch from its config and output.
-pub type LoggerFactory =
-    Arc<dyn Fn(&LoggerConfig, tracing::level_filters::LevelFilter, LogOutput) -> Dispatch + Send + Sync>;
+pub type LoggerFactory = Arc<
+    dyn Fn(&LoggerConfig, tracing::level_filters::LevelFilter, LogOutput) -> Dispatch + Send + Sync,
+>;
 
 /// A factory for one component kind.
 #[derive(Clone)]

@@ -145,7 +145,11 @@ pub fn merge_nodes(existing: &mut Vec<Node>, incoming: &[Node]) {
 
 /// The service's version, or `latest` when it is empty.
 pub fn version_or_latest(version: &str) -> &str {
-    if version.is_empty() { "latest" } else { version }
+    if version.is_empty() {
+        "latest"
+    } else {
+        version
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The RPC host: endpoints and subscribers, start/stop with registration and draining.
 
+use crate::Result;
 use crate::broker;
 use crate::client::{Request, Response};
 use crate::registry::Endpoint;
 use crate::transport::Stream;
-use crate::Result;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -97,4 +97,235 @@ pub trait Server: Send + Sync + 'static {
     async fn stop(&self) -> Result<()>;
     /// The address it listens on, once started.
     fn address(&self) -> Option<String>;
+}
+
+use crate::codec::{Format, Payload};
+use crate::context::Context;
+use crate::streaming::{self, Streaming};
+use std::future::Future;
+
+fn endpoint(name: impl Into<String>, stream: bool) -> Endpoint {
+    let mut endpoint = Endpoint {
+        name: name.into(),
+        ..Default::default()
+    };
+    endpoint
+        .metadata
+        .insert("stream".into(), stream.to_string());
+    endpoint
+}
+
+/// Reads the one request message of a server-streaming call.
+async fn first_message<Req: Payload>(
+    receiver: &mut crate::transport::StreamReceiver,
+    format: Format,
+) -> Result<Req> {
+    match receiver.recv().await {
+        Some(Ok(frame)) => match streaming::frame_error(&frame) {
+            Some(err) => Err(err),
+            None => Req::decode(format, &frame.body),
+        },
+        Some(Err(err)) => Err(err),
+        None => Err(crate::Error::bad_request(
+            "go.micro.server",
+            "the stream ended before its request message",
+        )),
+    }
+}
+
+/// Sends `result` (one message or an error) and ends the stream.
+async fn answer<Resp: Payload>(
+    sender: crate::transport::StreamSender,
+    format: Format,
+    result: Result<Resp>,
+) -> Result<()> {
+    let frame = result
+        .and_then(|r| streaming::message_frame(&r, format))
+        .unwrap_or_else(|e| streaming::error_frame(&e));
+    sender.send(frame).await
+}
+
+/// Sends the response stream, or the error that replaced it.
+async fn answer_stream<Resp: Payload>(
+    sender: crate::transport::StreamSender,
+    format: Format,
+    result: Result<Streaming<Resp>>,
+) -> Result<()> {
+    match result {
+        Ok(responses) => streaming::send_all(sender, format, responses).await,
+        Err(err) => sender.send(streaming::error_frame(&err)).await,
+    }
+}
+
+impl Handler {
+    /// A unary endpoint: one request, one response.
+    pub fn unary<Req, Resp, F, Fut>(name: impl Into<String>, f: F) -> Handler
+    where
+        Req: Payload,
+        Resp: Payload,
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler {
+            endpoint: endpoint(name, false),
+            kind: HandlerKind::Unary(Arc::new(move |request: Request| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let format = Format::from_content_type(&request.content_type)?;
+                    let message = Req::decode(format, &request.body)?;
+                    let response = f(request.context, message).await?;
+                    Ok(Response {
+                        header: Default::default(),
+                        content_type: format.content_type().to_string(),
+                        body: response.encode(format)?,
+                    })
+                })
+            })),
+        }
+    }
+
+    /// A server-streaming endpoint: one request, a stream of responses.
+    pub fn server_stream<Req, Resp, F, Fut>(name: impl Into<String>, f: F) -> Handler
+    where
+        Req: Payload,
+        Resp: Payload,
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Streaming<Resp>>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler {
+            endpoint: endpoint(name, true),
+            kind: HandlerKind::Stream(Arc::new(move |request: Request, mut stream: Stream| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let format = Format::from_content_type(&request.content_type)?;
+                    let result = match first_message::<Req>(&mut stream.receiver, format).await {
+                        Ok(message) => f(request.context, message).await,
+                        Err(err) => Err(err),
+                    };
+                    answer_stream(stream.sender, format, result).await
+                })
+            })),
+        }
+    }
+
+    /// A client-streaming endpoint: a stream of requests, one response.
+    pub fn client_stream<Req, Resp, F, Fut>(name: impl Into<String>, f: F) -> Handler
+    where
+        Req: Payload,
+        Resp: Payload,
+        F: Fn(Context, Streaming<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler {
+            endpoint: endpoint(name, true),
+            kind: HandlerKind::Stream(Arc::new(move |request: Request, stream: Stream| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let format = Format::from_content_type(&request.content_type)?;
+                    let requests = streaming::receive(stream.receiver, format);
+                    let result = f(request.context, requests).await;
+                    answer(stream.sender, format, result).await
+                })
+            })),
+        }
+    }
+
+    /// A bidirectional endpoint: streams both ways.
+    pub fn bidi_stream<Req, Resp, F, Fut>(name: impl Into<String>, f: F) -> Handler
+    where
+        Req: Payload,
+        Resp: Payload,
+        F: Fn(Context, Streaming<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Streaming<Resp>>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler {
+            endpoint: endpoint(name, true),
+            kind: HandlerKind::Stream(Arc::new(move |request: Request, stream: Stream| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let format = Format::from_content_type(&request.content_type)?;
+                    let requests = streaming::receive(stream.receiver, format);
+                    let result = f(request.context, requests).await;
+                    answer_stream(stream.sender, format, result).await
+                })
+            })),
+        }
+    }
+
+    /// Marks the endpoint safe to run twice, so the client may retry it after any failure.
+    pub fn idempotent(self) -> Self {
+        self.with_metadata("idempotent", "true")
+    }
+
+    /// Adds endpoint metadata (published in the registry).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.endpoint.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the request and response shapes published in the registry.
+    pub fn with_shapes(
+        mut self,
+        request: Option<crate::registry::Value>,
+        response: Option<crate::registry::Value>,
+    ) -> Self {
+        self.endpoint.request = request;
+        self.endpoint.response = response;
+        self
+    }
+}
+
+impl Subscription {
+    /// A subscriber of `topic` decoding each message as `T` (by its `Content-Type`).
+    /// `queue` = `None` gets every message; a queue group shares them.
+    pub fn new<T, F, Fut>(topic: impl Into<String>, queue: Option<String>, f: F) -> Subscription
+    where
+        T: Payload,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let topic = topic.into();
+        let f = Arc::new(f);
+        let mut endpoint = Endpoint {
+            name: topic.clone(),
+            ..Default::default()
+        };
+        endpoint.metadata.insert("topic".into(), topic.clone());
+        endpoint.metadata.insert("subscriber".into(), "true".into());
+        if let Some(q) = &queue {
+            endpoint.metadata.insert("queue".into(), q.clone());
+        }
+        Subscription {
+            topic,
+            queue,
+            handler: Arc::new(move |delivery: broker::Delivery| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let content_type = delivery
+                        .message
+                        .header
+                        .iter()
+                        .find(|(k, _)| {
+                            k.eq_ignore_ascii_case(crate::transport::headers::CONTENT_TYPE)
+                        })
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or("");
+                    let format = Format::from_content_type(content_type)?;
+                    let message = T::decode(format, &delivery.message.body)?;
+                    let mut context = Context::new();
+                    for (k, v) in &delivery.message.header {
+                        if !crate::transport::headers::is_reserved(k) {
+                            context.metadata.insert(k.clone(), v.clone());
+                        }
+                    }
+                    f(context, message).await
+                })
+            }),
+            endpoint,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Flags, Loaded, Outcome, Sources,
 };
 use crate::logger::{self, LogOutput, Logger};
+use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};
 use crate::{Error, Result};
@@ -62,6 +63,7 @@ pub struct ServiceBuilder<P = NoPlugins> {
     overrides: Components,
     plugins: Plugins,
     log_output: Option<LogOutput>,
+    middleware: Middleware,
     _source: PhantomData<fn() -> P>,
 }
 
@@ -125,6 +127,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             overrides: Components::default(),
             plugins: P::plugins(),
             log_output: None,
+            middleware: Middleware::default(),
             _source: PhantomData,
         }
     }
@@ -243,6 +246,30 @@ impl<P: PluginSource> ServiceBuilder<P> {
         self
     }
 
+    /// Wraps every client call (all its attempts) in a tower layer.
+    pub fn wrap_call(mut self, layer: RpcLayer) -> Self {
+        self.middleware.call.push(layer);
+        self
+    }
+
+    /// Wraps each attempt of a client call in a tower layer.
+    pub fn wrap_attempt(mut self, layer: RpcLayer) -> Self {
+        self.middleware.attempt.push(layer);
+        self
+    }
+
+    /// Wraps every unary handler in a tower layer.
+    pub fn wrap_handler(mut self, layer: RpcLayer) -> Self {
+        self.middleware.handler.push(layer);
+        self
+    }
+
+    /// Wraps every subscriber delivery in a tower layer.
+    pub fn wrap_subscriber(mut self, layer: RpcLayer) -> Self {
+        self.middleware.subscriber.push(layer);
+        self
+    }
+
     hooks! {
         /// Runs before the server starts.
         before_start,
@@ -310,7 +337,10 @@ impl<P: PluginSource> ServiceBuilder<P> {
             arg_prefix: self.arg_prefix.clone(),
             no_flags: self.no_flags,
             args,
-            env: self.env.clone().unwrap_or_else(|| std::env::vars().collect()),
+            env: self
+                .env
+                .clone()
+                .unwrap_or_else(|| std::env::vars().collect()),
             config_file: self.config_file.clone(),
             overrides: serde_json::json!({ "server": server }),
             app_flags: self.app_flags.clone(),
@@ -358,7 +388,11 @@ impl<P: PluginSource> ServiceBuilder<P> {
         let output = self.log_output.clone().unwrap_or_else(LogOutput::stderr);
         let sections = ComponentSections::from_loaded(&loaded)?;
         let server = &sections.server;
-        let name = if server.name.is_empty() { sources.program.clone() } else { server.name.clone() };
+        let name = if server.name.is_empty() {
+            sources.program.clone()
+        } else {
+            server.name.clone()
+        };
         let info = ServiceInfo {
             id: if server.id.is_empty() {
                 format!("{name}-{}", uuid::Uuid::new_v4())
@@ -383,10 +417,14 @@ impl<P: PluginSource> ServiceBuilder<P> {
         let components = self.build_components(&sections, &loaded, &loggers, &info)?;
         if let Some(server) = &components.server {
             for h in &self.handlers {
-                server.handle(h.clone()).map_err(|e| start_error("server", &e))?;
+                server
+                    .handle(h.clone())
+                    .map_err(|e| start_error("server", &e))?;
             }
             for s in &self.subscriptions {
-                server.subscribe(s.clone()).map_err(|e| start_error("server", &e))?;
+                server
+                    .subscribe(s.clone())
+                    .map_err(|e| start_error("server", &e))?;
             }
         } else if !self.handlers.is_empty() || !self.subscriptions.is_empty() {
             return Err(ConfigError::Invalid {
@@ -432,6 +470,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 logger: loggers.get(section),
                 components: &built,
                 service: info,
+                middleware: &self.middleware,
             };
             let fail = |e: Error| ConfigError::Invalid {
                 key: format!("{section}.plugin"),
@@ -502,11 +541,19 @@ struct Loggers {
 }
 
 impl Loggers {
-    fn new(plugins: &Plugins, loaded: &Loaded, output: LogOutput) -> std::result::Result<Self, ConfigError> {
+    fn new(
+        plugins: &Plugins,
+        loaded: &Loaded,
+        output: LogOutput,
+    ) -> std::result::Result<Self, ConfigError> {
         let mut by_section = BTreeMap::new();
         for section in loaded.schema().sections.iter().map(|s| s.name.clone()) {
             let cfg = logger::config_for(loaded, &section)?;
-            let key = if section == "logger" { "logger.level".to_string() } else { format!("{section}.logger.level") };
+            let key = if section == "logger" {
+                "logger.level".to_string()
+            } else {
+                format!("{section}.logger.level")
+            };
             let level = logger::level_of(&cfg, &key)?;
             let dispatch = match cfg.plugin.as_str() {
                 "default" | "text" | "" => logger::text_dispatch(&cfg, level, output.clone()),
@@ -521,7 +568,10 @@ impl Loggers {
     }
 
     fn get(&self, section: &str) -> Logger {
-        self.by_section.get(section).cloned().unwrap_or_else(Logger::none)
+        self.by_section
+            .get(section)
+            .cloned()
+            .unwrap_or_else(Logger::none)
     }
 }
 
@@ -615,9 +665,9 @@ impl<P> Service<P> {
             server.start().await?;
         }
         run_hooks(&self.inner.hooks.after_start).await?;
-        self.inner.logger.in_scope(|| {
-            tracing::info!(service = %self.name(), id = %self.id(), "service started")
-        });
+        self.inner.logger.in_scope(
+            || tracing::info!(service = %self.name(), id = %self.id(), "service started"),
+        );
         Ok(())
     }
 
@@ -632,9 +682,9 @@ impl<P> Service<P> {
             broker.disconnect().await?;
         }
         run_hooks(&self.inner.hooks.after_stop).await?;
-        self.inner.logger.in_scope(|| {
-            tracing::info!(service = %self.name(), "service stopped")
-        });
+        self.inner
+            .logger
+            .in_scope(|| tracing::info!(service = %self.name(), "service stopped"));
         Ok(())
     }
 

@@ -163,3 +163,39 @@ pub trait Transport: Send + Sync + 'static {
     /// Listens on `address` (`127.0.0.1:0` picks a free port).
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>>;
 }
+
+/// The header names of micro's RPC protocol (go-micro's set). Compare case-insensitively.
+pub mod headers {
+    /// Service name of a request.
+    pub const SERVICE: &str = "Micro-Service";
+    /// `Trait.Method` of a request.
+    pub const ENDPOINT: &str = "Micro-Endpoint";
+    /// Request id, echoed in the response.
+    pub const ID: &str = "Micro-Id";
+    /// JSON of a `micro::Error`: the frame carries an error instead of a message.
+    pub const ERROR: &str = "Micro-Error";
+    /// Present on the opening frame of a stream.
+    pub const STREAM: &str = "Micro-Stream";
+    /// Topic of a published message.
+    pub const TOPIC: &str = "Micro-Topic";
+    /// Encoding of the body.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// Time the caller waits, in nanoseconds (go-micro) or as `100ms`.
+    pub const TIMEOUT: &str = "Timeout";
+    /// Every header micro uses itself; the others are call metadata.
+    pub const RESERVED: [&str; 8] = [
+        SERVICE,
+        ENDPOINT,
+        ID,
+        ERROR,
+        STREAM,
+        TOPIC,
+        CONTENT_TYPE,
+        TIMEOUT,
+    ];
+
+    /// Whether `key` is one of micro's own headers.
+    pub fn is_reserved(key: &str) -> bool {
+        RESERVED.iter().any(|r| r.eq_ignore_ascii_case(key))
+    }
+}

@@ -141,17 +141,18 @@ impl AppConfig {
             .unwrap_or_else(|| PathBuf::from("."));
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
         let name = file.file_name().map(|n| n.to_os_string());
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event
-                && event.paths.iter().any(|p| p.file_name() == name.as_deref())
-            {
-                let _ = events_tx.send(());
-            }
-        })
-        .map_err(|e| ConfigError::Read {
-            file: file.display().to_string(),
-            reason: format!("cannot watch for changes: {e}"),
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && event.paths.iter().any(|p| p.file_name() == name.as_deref())
+                {
+                    let _ = events_tx.send(());
+                }
+            })
+            .map_err(|e| ConfigError::Read {
+                file: file.display().to_string(),
+                reason: format!("cannot watch for changes: {e}"),
+            })?;
         watcher
             .watch(&dir, notify::RecursiveMode::NonRecursive)
             .map_err(|e| ConfigError::Read {

@@ -17,15 +17,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text)
-        .map_err(|_| format!("invalid duration {text:?}: write it as 30 (seconds), 5s, 1m or 250ms"))
+    humantime::parse_duration(text).map_err(|_| {
+        format!("invalid duration {text:?}: write it as 30 (seconds), 5s, 1m or 250ms")
+    })
 }
 
 fn from_raw<E: de::Error>(raw: Raw) -> Result<Duration, E> {
     match raw {
         Raw::Seconds(s) => Ok(Duration::from_secs(s)),
         Raw::Float(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
-        Raw::Float(f) => Err(E::custom(format!("invalid duration {f}: it must not be negative"))),
+        Raw::Float(f) => Err(E::custom(format!(
+            "invalid duration {f}: it must not be negative"
+        ))),
         Raw::Text(t) => parse_duration(&t).map_err(E::custom),
     }
 }

@@ -98,10 +98,7 @@ impl fmt::Display for ConfigError {
                 key,
                 expected,
                 found,
-            } => write!(
-                f,
-                "{origin}: key {key:?} needs {expected}, but has {found}"
-            ),
+            } => write!(f, "{origin}: key {key:?} needs {expected}, but has {found}"),
             ConfigError::PluginNotCompiled {
                 component,
                 plugin,

@@ -458,7 +458,10 @@ impl Loaded {
 
     fn convert_error(&self, path: &str, err: figment::Error) -> ConfigError {
         use figment::error::Kind;
-        let err = err.into_iter().next().unwrap_or_else(|| figment::Error::from(String::new()));
+        let err = err
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| figment::Error::from(String::new()));
         // figment appends the extracted path after the inner one: [inner.., path..].
         let asked: Vec<String> = path
             .split('.')

@@ -1,0 +1,373 @@
+//! The mucp client: picks a node, dials it through the transport, sends the request frame
+//! and waits for the answer within the caller's deadline.
+//!
+//! Better than go-micro: each attempt gets what is left of the deadline (no hidden
+//! per-connection timeout); a failed attempt is retried only when the request cannot have
+//! reached a handler (no node, connect refused, the server refused before dispatch) or the
+//! endpoint is idempotent; backoff is exponential with jitter and a cap.
+
+use crate::wire;
+use async_trait::async_trait;
+use micro_core::broker::{self, Broker};
+use micro_core::client::{CallOptions, Client, Request, Response};
+use micro_core::config::ClientConfig;
+use micro_core::logger::Logger;
+use micro_core::middleware::{self, Middleware};
+use micro_core::registry::Node;
+use micro_core::selector::Selector;
+use micro_core::transport::{DialOptions, Stream, Transport, headers};
+use micro_core::{Error, Result};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ID: &str = "go.micro.client";
+/// First retry waits about this long; each next one twice as long.
+const BACKOFF_BASE: Duration = Duration::from_millis(10);
+/// No retry waits longer than this.
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// What the client needs besides its config.
+pub struct ClientParts {
+    /// Picks nodes (optional: then every call must name an address).
+    pub selector: Option<Arc<dyn Selector>>,
+    /// How to reach nodes.
+    pub transport: Arc<dyn Transport>,
+    /// Where `publish` goes (optional).
+    pub broker: Option<Arc<dyn Broker>>,
+    /// Call and attempt middleware.
+    pub middleware: Middleware,
+    /// Its logger.
+    pub logger: Logger,
+}
+
+struct Inner {
+    config: ClientConfig,
+    parts: ClientParts,
+}
+
+/// The mucp client. Cheap to clone.
+#[derive(Clone)]
+pub struct MucpClient {
+    inner: Arc<Inner>,
+}
+
+/// Why an attempt failed, and whether the request can have reached a handler.
+struct Failure {
+    error: Error,
+    started: bool,
+    node_broken: bool,
+}
+
+impl Failure {
+    fn before_start(error: Error) -> Self {
+        Failure {
+            error,
+            started: false,
+            node_broken: true,
+        }
+    }
+}
+
+/// The wait before retry number `attempt` (1-based): exponential, capped, with jitter.
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(BACKOFF_CAP);
+    let half = capped / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+fn deadline_error(service: &str, endpoint: &str) -> Error {
+    Error::timeout(ID, format!("call to {service} {endpoint} timed out"))
+}
+
+impl MucpClient {
+    /// A client with the given config and parts.
+    pub fn new(config: ClientConfig, parts: ClientParts) -> Self {
+        MucpClient {
+            inner: Arc::new(Inner { config, parts }),
+        }
+    }
+
+    async fn pick(&self, request: &Request, options: &CallOptions) -> Result<Node> {
+        if let Some(address) = &options.address {
+            return Ok(Node {
+                id: address.clone(),
+                address: address.clone(),
+                metadata: Default::default(),
+            });
+        }
+        let selector = self.inner.parts.selector.as_ref().ok_or_else(|| {
+            Error::bad_request(
+                ID,
+                "no selector: enable selector or give the call an address",
+            )
+        })?;
+        selector.select(&request.service, &options.select).await
+    }
+
+    fn mark(&self, service: &str, node: &Node, outcome: std::result::Result<(), &Error>) {
+        if let Some(selector) = &self.inner.parts.selector {
+            selector.mark(service, node, outcome);
+        }
+    }
+
+    /// Opens a transport stream to `node` and sends the opening frame.
+    async fn open(
+        &self,
+        node: &Node,
+        request: &Request,
+        deadline: Option<Instant>,
+        id: &str,
+    ) -> std::result::Result<Stream, Failure> {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let transport = &self.inner.parts.transport;
+        let connection = transport
+            .dial(&node.address, DialOptions { timeout: left })
+            .await
+            .map_err(Failure::before_start)?;
+        let stream = connection
+            .open_stream()
+            .await
+            .map_err(Failure::before_start)?;
+        let frame = wire::request_frame(request, id, left);
+        stream
+            .sender
+            .send(frame)
+            .await
+            .map_err(Failure::before_start)?;
+        Ok(stream)
+    }
+
+    /// One attempt of a unary call.
+    async fn attempt(
+        &self,
+        node: &Node,
+        request: Request,
+        deadline: Instant,
+        id: &str,
+    ) -> std::result::Result<Response, Failure> {
+        let mut stream = self.open(node, &request, Some(deadline), id).await?;
+        // The request is out: from here a failure may have run the handler.
+        drop(stream.sender);
+        match stream.receiver.recv().await {
+            Some(Ok(frame)) => wire::response_from_frame(frame).map_err(|error| Failure {
+                // A server that refuses before dispatch (draining) did not run anything.
+                started: !(error.code == 503 && error.id == "go.micro.server"),
+                node_broken: error.code == 503,
+                error,
+            }),
+            Some(Err(error)) => Err(Failure {
+                error,
+                started: true,
+                node_broken: true,
+            }),
+            None => Err(Failure {
+                error: Error::unavailable(
+                    ID,
+                    format!("{} closed the stream before answering", node.address),
+                ),
+                started: true,
+                node_broken: true,
+            }),
+        }
+    }
+
+    /// One attempt, inside the attempt middleware when there is any. A failure raised by the
+    /// middleware itself (e.g. a timeout layer) counts as started.
+    async fn run_attempt(
+        &self,
+        node: &Node,
+        request: Request,
+        deadline: Instant,
+        id: &str,
+    ) -> std::result::Result<Response, Failure> {
+        let layers = &self.inner.parts.middleware.attempt;
+        if layers.is_empty() {
+            return self.attempt(node, request, deadline, id).await;
+        }
+        let seen: Arc<std::sync::Mutex<Option<(bool, bool)>>> = Arc::default();
+        let (client, node_in, id_in, seen_in) =
+            (self.clone(), node.clone(), id.to_string(), seen.clone());
+        let inner = middleware::service_fn(move |req: Request| {
+            let (client, node, id, seen) = (
+                client.clone(),
+                node_in.clone(),
+                id_in.clone(),
+                seen_in.clone(),
+            );
+            async move {
+                client
+                    .attempt(&node, req, deadline, &id)
+                    .await
+                    .map_err(|f| {
+                        *seen.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((f.started, f.node_broken));
+                        f.error
+                    })
+            }
+        });
+        middleware::call(&middleware::stack(layers, inner), request)
+            .await
+            .map_err(|error| {
+                let (started, node_broken) = seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or((true, false));
+                Failure {
+                    error,
+                    started,
+                    node_broken,
+                }
+            })
+    }
+
+    /// Attempts with retries, all within the deadline.
+    async fn call_with_retries(&self, request: Request, options: CallOptions) -> Result<Response> {
+        let config = &self.inner.config;
+        let timeout = options
+            .request_timeout
+            .unwrap_or(config.pool_request_timeout);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(d) = request.context.deadline {
+            deadline = deadline.min(d);
+        }
+        let retries = options.retries.unwrap_or(config.pool_retries);
+        let idempotent = options.idempotent;
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut last = None;
+        for attempt in 0..=retries {
+            if attempt > 0 {
+                let wait = backoff(attempt);
+                if Instant::now() + wait >= deadline {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let node = match self.pick(&request, &options).await {
+                Ok(node) => node,
+                Err(error) => {
+                    last = Some(error);
+                    continue;
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(
+                left,
+                self.run_attempt(&node, request.clone(), deadline, &id),
+            )
+            .await;
+            let failure = match outcome {
+                Ok(Ok(response)) => {
+                    self.mark(&request.service, &node, Ok(()));
+                    return Ok(response);
+                }
+                Ok(Err(failure)) => failure,
+                Err(_) => return Err(deadline_error(&request.service, &request.endpoint)),
+            };
+            if failure.node_broken {
+                self.mark(&request.service, &node, Err(&failure.error));
+            }
+            let retry = !failure.started || idempotent;
+            last = Some(failure.error);
+            if !retry {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| deadline_error(&request.service, &request.endpoint)))
+    }
+}
+
+#[async_trait]
+impl Client for MucpClient {
+    fn name(&self) -> &str {
+        "mucp"
+    }
+
+    fn content_type(&self) -> &str {
+        &self.inner.config.content_type
+    }
+
+    async fn call(&self, request: Request, options: CallOptions) -> Result<Response> {
+        let layers = &self.inner.parts.middleware;
+        if layers.call.is_empty() && layers.attempt.is_empty() {
+            return self.call_with_retries(request, options).await;
+        }
+        let client = self.clone();
+        let inner = middleware::service_fn(move |req: Request| {
+            let client = client.clone();
+            let options = options.clone();
+            async move { client.call_with_retries(req, options).await }
+        });
+        middleware::call(&middleware::stack(&layers.call, inner), request).await
+    }
+
+    async fn stream(&self, mut request: Request, options: CallOptions) -> Result<Stream> {
+        request.stream = true;
+        let retries = options.retries.unwrap_or(self.inner.config.pool_retries);
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut last = None;
+        for attempt in 0..=retries {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let node = match self.pick(&request, &options).await {
+                Ok(node) => node,
+                Err(error) => {
+                    last = Some(error);
+                    continue;
+                }
+            };
+            match self
+                .open(&node, &request, request.context.deadline, &id)
+                .await
+            {
+                Ok(stream) => return Ok(stream),
+                Err(failure) => {
+                    self.mark(&request.service, &node, Err(&failure.error));
+                    last = Some(failure.error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::unavailable(ID, "no attempt was made")))
+    }
+
+    async fn publish(&self, topic: &str, mut message: broker::Message) -> Result<()> {
+        let broker = self.inner.parts.broker.as_ref().ok_or_else(|| {
+            Error::bad_request(ID, "cannot publish: the broker is disabled (enable broker)")
+        })?;
+        let has = |m: &broker::Message, k: &str| m.header.keys().any(|h| h.eq_ignore_ascii_case(k));
+        if !has(&message, headers::CONTENT_TYPE) {
+            message.header.insert(
+                headers::CONTENT_TYPE.into(),
+                self.inner.config.content_type.clone(),
+            );
+        }
+        message
+            .header
+            .insert(headers::TOPIC.into(), topic.to_string());
+        if !has(&message, headers::ID) {
+            message
+                .header
+                .insert(headers::ID.into(), uuid::Uuid::new_v4().to_string());
+        }
+        broker.publish(topic, message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_under_the_cap() {
+        for attempt in 1..30 {
+            let wait = backoff(attempt);
+            assert!(wait <= BACKOFF_CAP, "attempt {attempt}: {wait:?}");
+        }
+        let first = backoff(1);
+        assert!(first >= BACKOFF_BASE / 2 && first <= BACKOFF_BASE);
+        let fourth = backoff(4);
+        assert!(fourth >= BACKOFF_BASE * 4 && fourth <= BACKOFF_BASE * 8);
+    }
+}

@@ -1,0 +1,454 @@
+//! The mucp server: accepts streams from any transport, dispatches them to handlers under
+//! the caller's deadline, registers the node with a TTL and renews it, and on stop
+//! deregisters, drains in-flight requests within the grace period and closes.
+
+use crate::debug::{self, Stats};
+use crate::wire;
+use async_trait::async_trait;
+use micro_core::broker::{Broker, SubscribeOptions, Subscriber};
+use micro_core::client::{Request, Response};
+use micro_core::config::ServerConfig;
+use micro_core::logger::Logger;
+use micro_core::middleware::{self, Middleware, RpcService};
+use micro_core::registry::{Node, RegisterOptions, Registry, Service};
+use micro_core::server::{Handler, HandlerKind, Server, Subscription};
+use micro_core::streaming;
+use micro_core::transport::{Listener, Stream, Transport};
+use micro_core::{Context, Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+const ID: &str = "go.micro.server";
+
+/// An endpoint ready to serve: the handler, and for unary ones the middleware stack.
+struct Route {
+    handler: Handler,
+    unary: Option<RpcService>,
+}
+
+struct Running {
+    address: String,
+    record: Service,
+    tasks: Vec<JoinHandle<()>>,
+    subscribers: Vec<Box<dyn Subscriber>>,
+}
+
+struct Inner {
+    config: ServerConfig,
+    name: String,
+    version: String,
+    node_id: String,
+    node_metadata: BTreeMap<String, String>,
+    transport: Arc<dyn Transport>,
+    registry: Option<Arc<dyn Registry>>,
+    broker: Option<Arc<dyn Broker>>,
+    middleware: Middleware,
+    logger: Logger,
+    handlers: Mutex<Vec<Handler>>,
+    subscriptions: Mutex<Vec<Subscription>>,
+    routes: std::sync::RwLock<Arc<HashMap<String, Route>>>,
+    running: tokio::sync::Mutex<Option<Running>>,
+    address: Mutex<Option<String>>,
+    stats: Arc<Stats>,
+}
+
+/// The mucp server. Cheap to clone.
+#[derive(Clone)]
+pub struct MucpServer {
+    inner: Arc<Inner>,
+}
+
+/// What the server needs besides its config.
+pub struct ServerParts {
+    /// Service name, version and node id.
+    pub info: micro_core::plugin::ServiceInfo,
+    /// How it listens.
+    pub transport: Arc<dyn Transport>,
+    /// Where it registers (optional).
+    pub registry: Option<Arc<dyn Registry>>,
+    /// Where its subscribers subscribe (optional).
+    pub broker: Option<Arc<dyn Broker>>,
+    /// Handler and subscriber middleware.
+    pub middleware: Middleware,
+    /// Its logger.
+    pub logger: Logger,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MucpServer {
+    /// A server with the given config and parts.
+    pub fn new(config: ServerConfig, parts: ServerParts) -> Self {
+        let mut node_metadata = config.metadata.clone();
+        node_metadata.insert("transport".into(), parts.transport.name().to_string());
+        node_metadata.insert(
+            "broker".into(),
+            parts
+                .broker
+                .as_ref()
+                .map_or("none", |b| b.name())
+                .to_string(),
+        );
+        node_metadata.insert(
+            "registry".into(),
+            parts
+                .registry
+                .as_ref()
+                .map_or("none", |r| r.name())
+                .to_string(),
+        );
+        node_metadata.insert("server".into(), "mucp".into());
+        node_metadata.insert("protocol".into(), "mucp".into());
+        MucpServer {
+            inner: Arc::new(Inner {
+                name: parts.info.name,
+                version: parts.info.version,
+                node_id: parts.info.id,
+                node_metadata,
+                config,
+                transport: parts.transport,
+                registry: parts.registry,
+                broker: parts.broker,
+                middleware: parts.middleware,
+                logger: parts.logger,
+                handlers: Mutex::new(Vec::new()),
+                subscriptions: Mutex::new(Vec::new()),
+                routes: std::sync::RwLock::new(Arc::new(HashMap::new())),
+                running: tokio::sync::Mutex::new(None),
+                address: Mutex::new(None),
+                stats: Arc::new(Stats::new()),
+            }),
+        }
+    }
+
+    /// The service record this server registers (valid once started).
+    pub async fn record(&self) -> Option<Service> {
+        self.inner
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.record.clone())
+    }
+
+    fn build_routes(&self) -> HashMap<String, Route> {
+        let mut handlers = lock(&self.inner.handlers).clone();
+        handlers.extend(debug::handlers(self.inner.stats.clone()));
+        handlers
+            .into_iter()
+            .map(|handler| {
+                let unary = match &handler.kind {
+                    HandlerKind::Unary(f) => {
+                        let f = f.clone();
+                        let inner = middleware::service_fn(move |req| f(req));
+                        Some(middleware::stack(&self.inner.middleware.handler, inner))
+                    }
+                    HandlerKind::Stream(_) => None,
+                };
+                (handler.endpoint.name.clone(), Route { handler, unary })
+            })
+            .collect()
+    }
+
+    fn record_for(&self, address: &str, routes: &HashMap<String, Route>) -> Service {
+        let mut endpoints: Vec<_> = routes
+            .values()
+            .map(|r| r.handler.endpoint.clone())
+            .collect();
+        endpoints.extend(
+            lock(&self.inner.subscriptions)
+                .iter()
+                .map(|s| s.endpoint.clone()),
+        );
+        endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+        Service {
+            name: self.inner.name.clone(),
+            version: self.inner.version.clone(),
+            metadata: BTreeMap::new(),
+            endpoints,
+            nodes: vec![Node {
+                id: self.inner.node_id.clone(),
+                address: address.to_string(),
+                metadata: self.inner.node_metadata.clone(),
+            }],
+        }
+    }
+
+    async fn subscribe_all(&self) -> Result<Vec<Box<dyn Subscriber>>> {
+        let subscriptions = lock(&self.inner.subscriptions).clone();
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let broker = self.inner.broker.clone().ok_or_else(|| {
+            Error::bad_request(
+                ID,
+                "the service has subscribers but no broker: enable broker",
+            )
+        })?;
+        let mut subscribers = Vec::new();
+        for sub in subscriptions {
+            let handler = wire::subscriber_handler(
+                sub.handler.clone(),
+                self.inner.middleware.subscriber.clone(),
+                self.inner.name.clone(),
+            );
+            let options = SubscribeOptions {
+                queue: sub.queue.clone(),
+                auto_ack: true,
+            };
+            subscribers.push(broker.subscribe(&sub.topic, handler, options).await?);
+        }
+        Ok(subscribers)
+    }
+}
+
+/// The address to publish: `advertise`, or the bound address with an unspecified host
+/// replaced by loopback.
+fn advertised(config: &ServerConfig, bound: &str) -> String {
+    if !config.advertise.is_empty() {
+        return config.advertise.clone();
+    }
+    for unspecified in ["0.0.0.0:", "[::]:", ":"] {
+        if let Some(port) = bound.strip_prefix(unspecified) {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    bound.to_string()
+}
+
+async fn register(inner: &Inner, record: &Service) -> Result<()> {
+    if let Some(registry) = &inner.registry {
+        let ttl = Some(inner.config.register_ttl);
+        registry.register(record, RegisterOptions { ttl }).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Server for MucpServer {
+    fn name(&self) -> &str {
+        "mucp"
+    }
+
+    fn handle(&self, handler: Handler) -> Result<()> {
+        let mut handlers = lock(&self.inner.handlers);
+        if handlers
+            .iter()
+            .any(|h| h.endpoint.name == handler.endpoint.name)
+        {
+            return Err(Error::conflict(
+                ID,
+                format!("endpoint {} is registered twice", handler.endpoint.name),
+            ));
+        }
+        handlers.push(handler);
+        Ok(())
+    }
+
+    fn subscribe(&self, subscription: Subscription) -> Result<()> {
+        lock(&self.inner.subscriptions).push(subscription);
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<()> {
+        let mut running = self.inner.running.lock().await;
+        if running.is_some() {
+            return Err(Error::conflict(ID, "server already started"));
+        }
+        let routes = self.build_routes();
+        let listener = self
+            .inner
+            .transport
+            .listen(&self.inner.config.address)
+            .await?;
+        let address = advertised(&self.inner.config, &listener.address());
+        let record = self.record_for(&address, &routes);
+        *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+        self.inner.stats.restart();
+        let subscribers = self.subscribe_all().await?;
+        register(&self.inner, &record).await?;
+        let accept = tokio::spawn(accept_loop(self.inner.clone(), listener));
+        let renew = tokio::spawn(renew_loop(self.inner.clone(), record.clone()));
+        self.inner.logger.in_scope(|| {
+            tracing::info!(service = %self.inner.name, %address, transport = %self.inner.transport.name(), "server listening")
+        });
+        *lock(&self.inner.address) = Some(address.clone());
+        *running = Some(Running {
+            address,
+            record,
+            tasks: vec![accept, renew],
+            subscribers,
+        });
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<()> {
+        let Some(running) = self.inner.running.lock().await.take() else {
+            return Ok(());
+        };
+        // Stop being found first, then stop accepting, then let in-flight calls finish.
+        if let Some(registry) = &self.inner.registry
+            && let Err(err) = registry.deregister(&running.record).await
+        {
+            self.inner
+                .logger
+                .in_scope(|| tracing::warn!(error = %err, "deregister failed"));
+        }
+        for sub in &running.subscribers {
+            let _ = sub.unsubscribe().await;
+        }
+        for task in &running.tasks {
+            task.abort();
+        }
+        let grace = self.inner.config.grace_period;
+        if tokio::time::timeout(grace, self.inner.stats.drained())
+            .await
+            .is_err()
+        {
+            let left = self.inner.stats.in_flight.load(Ordering::Acquire);
+            self.inner.logger.in_scope(|| {
+                tracing::warn!(
+                    in_flight = left,
+                    ?grace,
+                    "grace period over; closing with requests in flight"
+                )
+            });
+        }
+        *lock(&self.inner.address) = None;
+        self.inner.logger.in_scope(|| {
+            tracing::info!(service = %self.inner.name, address = %running.address, "server stopped")
+        });
+        Ok(())
+    }
+
+    fn address(&self) -> Option<String> {
+        lock(&self.inner.address).clone()
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, mut listener: Box<dyn Listener>) {
+    while let Some(stream) = listener.accept().await {
+        let inner = inner.clone();
+        tokio::spawn(async move { serve(inner, stream).await });
+    }
+}
+
+async fn renew_loop(inner: Arc<Inner>, record: Service) {
+    let mut ticker = tokio::time::interval(
+        inner
+            .config
+            .register_interval
+            .max(Duration::from_millis(10)),
+    );
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(err) = register(&inner, &record).await {
+            inner.logger.in_scope(|| {
+                tracing::warn!(error = %err, "re-registering failed; will retry at the next interval")
+            });
+        }
+    }
+}
+
+/// Serves one stream: reads the opening frame, dispatches, answers.
+async fn serve(inner: Arc<Inner>, mut stream: Stream) {
+    let first = match stream.receiver.recv().await {
+        Some(Ok(frame)) => frame,
+        _ => return,
+    };
+    let _guard = inner.stats.begin();
+    let request = wire::request_from_frame(&first, &inner.name);
+    let reply = wire::reply_headers(&first);
+    let ctx = request.context.clone();
+    let outcome = dispatch(&inner, request, stream, &reply, &ctx).await;
+    if let Err(err) = outcome {
+        inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if err.code >= 500 {
+            inner
+                .logger
+                .in_scope(|| tracing::debug!(error = %err, "request failed"));
+        }
+    }
+}
+
+/// Routes a request to its handler; the error (if any) has been sent to the caller already.
+async fn dispatch(
+    inner: &Inner,
+    request: Request,
+    stream: Stream,
+    reply: &HashMap<String, String>,
+    ctx: &Context,
+) -> Result<()> {
+    let sender = stream.sender.clone();
+    let answer = |result: Result<Response>| {
+        let sender = sender.clone();
+        let frame = wire::response_frame(reply, result);
+        async move { sender.send(frame).await }
+    };
+    if let Err(err) = micro_core::codec::Format::from_content_type(&request.content_type) {
+        answer(Err(err.clone())).await?;
+        return Err(err);
+    }
+    if request.endpoint.is_empty() {
+        let err = Error::bad_request(
+            ID,
+            "missing Micro-Endpoint header: name the endpoint, e.g. Greeter.Hello",
+        );
+        answer(Err(err.clone())).await?;
+        return Err(err);
+    }
+    let routes = inner
+        .routes
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(route) = routes.get(&request.endpoint) else {
+        let err = Error::not_found(
+            ID,
+            format!(
+                "service {}: unknown endpoint {}",
+                inner.name, request.endpoint
+            ),
+        );
+        answer(Err(err.clone())).await?;
+        return Err(err);
+    };
+    let grace = inner.config.grace_period;
+    match (&route.handler.kind, &route.unary) {
+        (HandlerKind::Unary(_), Some(service)) => {
+            let call = middleware::call(service, request);
+            let result = wire::under_deadline(ctx, call, grace).await;
+            let failed = result.as_ref().err().cloned();
+            answer(result).await?;
+            failed.map_or(Ok(()), Err)
+        }
+        (HandlerKind::Stream(f), _) => {
+            if !request.stream {
+                let err = Error::bad_request(
+                    ID,
+                    format!(
+                        "endpoint {} streams: open a stream (Micro-Stream header)",
+                        request.endpoint
+                    ),
+                );
+                answer(Err(err.clone())).await?;
+                return Err(err);
+            }
+            let result = wire::under_deadline(ctx, f(request, stream), grace).await;
+            if let Err(err) = &result {
+                // The handler's typed adapter reports its own errors; this covers deadlines
+                // and failures before it could.
+                let _ = sender.send(streaming::error_frame(err)).await;
+            }
+            drop(sender);
+            result
+        }
+        _ => Err(Error::internal(ID, "endpoint has no handler")),
+    }
+}

@@ -1,0 +1,209 @@
+//! The mucp wire mapping: requests and responses to and from transport frames, the
+//! `Timeout` header, and running work under a caller's deadline.
+
+use micro_core::broker;
+use micro_core::client::{Request, Response};
+use micro_core::middleware::{self, RpcLayer};
+use micro_core::streaming;
+use micro_core::transport::{Message, headers};
+use micro_core::{Context, Error, Metadata, Result};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Parses a `Timeout` header: whole nanoseconds (go-micro) or a duration such as `100ms`.
+pub fn parse_timeout(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_nanos);
+    }
+    micro_core::config::parse_duration(value).ok()
+}
+
+/// The request a server reads from the opening frame of a stream.
+pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
+    let mut context = Context::new();
+    for (key, value) in &frame.header {
+        if !headers::is_reserved(key) {
+            context.metadata.insert(key.clone(), value.clone());
+        }
+    }
+    if let Some(timeout) = frame.header(headers::TIMEOUT).and_then(parse_timeout) {
+        context = context.with_timeout(timeout);
+    }
+    Request {
+        service: frame
+            .header(headers::SERVICE)
+            .unwrap_or(own_name)
+            .to_string(),
+        endpoint: frame
+            .header(headers::ENDPOINT)
+            .unwrap_or_default()
+            .to_string(),
+        content_type: frame
+            .header(headers::CONTENT_TYPE)
+            .unwrap_or(micro_core::codec::JSON)
+            .to_string(),
+        body: frame.body.clone(),
+        context,
+        stream: frame.header(headers::STREAM).is_some(),
+    }
+}
+
+/// The headers every answer to `first` carries: its id, service and endpoint.
+pub fn reply_headers(first: &Message) -> HashMap<String, String> {
+    [headers::ID, headers::SERVICE, headers::ENDPOINT]
+        .into_iter()
+        .filter_map(|k| first.header(k).map(|v| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// The frame answering a unary request.
+pub fn response_frame(reply: &HashMap<String, String>, result: Result<Response>) -> Message {
+    let mut header = reply.clone();
+    match result {
+        Ok(response) => {
+            for (k, v) in response.header.iter() {
+                header.insert(k.to_string(), v.to_string());
+            }
+            header.insert(headers::CONTENT_TYPE.into(), response.content_type);
+            Message {
+                header,
+                body: response.body,
+            }
+        }
+        Err(err) => {
+            header.insert(headers::ERROR.into(), err.to_json());
+            Message {
+                header,
+                body: Default::default(),
+            }
+        }
+    }
+}
+
+/// The frame a client sends to open a call or stream.
+pub fn request_frame(request: &Request, id: &str, timeout: Option<Duration>) -> Message {
+    let mut header: HashMap<String, String> = request
+        .context
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    header.insert(headers::SERVICE.into(), request.service.clone());
+    header.insert(headers::ENDPOINT.into(), request.endpoint.clone());
+    header.insert(headers::ID.into(), id.to_string());
+    header.insert(headers::CONTENT_TYPE.into(), request.content_type.clone());
+    if let Some(timeout) = timeout {
+        header.insert(headers::TIMEOUT.into(), timeout.as_nanos().to_string());
+    }
+    if request.stream {
+        header.insert(headers::STREAM.into(), "true".into());
+    }
+    Message {
+        header,
+        body: request.body.clone(),
+    }
+}
+
+/// The response (or error) a client reads from the answer frame.
+pub fn response_from_frame(frame: Message) -> Result<Response> {
+    if let Some(err) = streaming::frame_error(&frame) {
+        return Err(err);
+    }
+    let content_type = frame
+        .header(headers::CONTENT_TYPE)
+        .unwrap_or_default()
+        .to_string();
+    let header: Metadata = frame
+        .header
+        .into_iter()
+        .filter(|(k, _)| !headers::is_reserved(k))
+        .collect();
+    Ok(Response {
+        header,
+        content_type,
+        body: frame.body,
+    })
+}
+
+/// Runs `work` until it finishes or the context is cancelled or its deadline passes; then
+/// the answer is a 408, the context is cancelled so the handler can see it, and the handler
+/// is given up to `grace` to notice before it is dropped.
+pub async fn under_deadline<T>(
+    ctx: &Context,
+    work: impl Future<Output = Result<T>>,
+    grace: Duration,
+) -> Result<T> {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        _ = ctx.cancelled() => {
+            ctx.cancel();
+            let _ = tokio::time::timeout(grace, &mut work).await;
+            Err(Error::timeout("go.micro.server", "deadline exceeded before the handler finished"))
+        }
+    }
+}
+
+/// Wraps a subscriber's handler in the subscriber middleware (a delivery becomes a
+/// `Request` whose endpoint is the topic).
+pub fn subscriber_handler(
+    handler: broker::Handler,
+    layers: Vec<RpcLayer>,
+    service: String,
+) -> broker::Handler {
+    if layers.is_empty() {
+        return handler;
+    }
+    Arc::new(move |delivery: broker::Delivery| {
+        let handler = handler.clone();
+        let layers = layers.clone();
+        let service = service.clone();
+        Box::pin(async move {
+            let message = Message {
+                header: delivery.message.header.clone(),
+                body: delivery.message.body.clone(),
+            };
+            let mut request = request_from_frame(&message, &service);
+            request.endpoint = delivery.topic.clone();
+            let inner = middleware::service_fn(move |_req: Request| {
+                let handler = handler.clone();
+                let delivery = delivery.clone();
+                async move { handler(delivery).await.map(|_| Response::default()) }
+            });
+            middleware::call(&middleware::stack(&layers, inner), request)
+                .await
+                .map(|_| ())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_header_forms() {
+        assert_eq!(parse_timeout("100000000"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("soon"), None);
+    }
+
+    #[test]
+    fn request_round_trips_through_a_frame() {
+        let mut request = Request::new("greeter", "Greeter.Hello", "{}");
+        request.context.metadata.insert("X-User", "ann");
+        let frame = request_frame(&request, "id-1", Some(Duration::from_secs(1)));
+        let back = request_from_frame(&frame, "other");
+        assert_eq!(back.service, "greeter");
+        assert_eq!(back.endpoint, "Greeter.Hello");
+        assert_eq!(back.context.metadata.get("x-user"), Some("ann"));
+        assert!(back.context.deadline.is_some());
+        assert!(!back.stream);
+        let reply = reply_headers(&frame);
+        let err = response_from_frame(response_frame(&reply, Err(Error::not_found("x", "y"))));
+        assert_eq!(err.unwrap_err().code, 404);
+    }
+}
