@@ -1,48 +1,20 @@
-//! The service: a builder that loads configuration and builds every enabled component from
-//! the plugin table, and a runner that starts, waits for a signal, and stops.
+//! The service builder: loads configuration, builds each enabled component from the plugin
+//! table (or takes a ready-made one), and wires handlers into the server.
 
+use super::{Built, Hooks, Inner, NoPlugins, PluginSource, Service};
 use crate::config::{
-    self, AppConfig, AppFlag, ComponentSections, ConfigError, Flags, Loaded, Outcome, Sources,
+    self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
 use crate::logger::{self, LogOutput, Logger};
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};
 use crate::{Error, Result};
-use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Notify;
-
-/// Where a service builder gets its plugin table; the `micro` facade's implementation lists
-/// the plugins compiled in by Cargo features.
-pub trait PluginSource {
-    /// The plugins.
-    fn plugins() -> Plugins;
-}
-
-/// No plugins: the bare core (add them with [`ServiceBuilder::plugins`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoPlugins;
-
-impl PluginSource for NoPlugins {
-    fn plugins() -> Plugins {
-        Plugins::new()
-    }
-}
-
-/// A lifecycle hook.
-pub type Hook = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;
-
-#[derive(Default, Clone)]
-struct Hooks {
-    before_start: Vec<Hook>,
-    after_start: Vec<Hook>,
-    before_stop: Vec<Hook>,
-    after_stop: Vec<Hook>,
-}
 
 /// Configures and builds a [`Service`].
 pub struct ServiceBuilder<P = NoPlugins> {
@@ -65,18 +37,6 @@ pub struct ServiceBuilder<P = NoPlugins> {
     log_output: Option<LogOutput>,
     middleware: Middleware,
     _source: PhantomData<fn() -> P>,
-}
-
-/// What [`ServiceBuilder::try_build`] produced.
-pub enum Built<P = NoPlugins> {
-    /// A service ready to run.
-    Service(Service<P>),
-    /// `--help`: the text to print.
-    Help(String),
-    /// `--version`: the text to print.
-    Version(String),
-    /// `--dump_config`: the effective configuration as YAML.
-    DumpConfig(String),
 }
 
 macro_rules! component_overrides {
@@ -108,7 +68,7 @@ macro_rules! hooks {
 }
 
 impl<P: PluginSource> ServiceBuilder<P> {
-    fn new() -> Self {
+    pub(super) fn new(plugins: Plugins) -> Self {
         ServiceBuilder {
             name: None,
             version: None,
@@ -125,7 +85,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             subscriptions: Vec::new(),
             hooks: Hooks::default(),
             overrides: Components::default(),
-            plugins: P::plugins(),
+            plugins,
             log_output: None,
             middleware: Middleware::default(),
             _source: PhantomData,
@@ -572,160 +532,5 @@ impl Loggers {
             .get(section)
             .cloned()
             .unwrap_or_else(Logger::none)
-    }
-}
-
-struct Inner {
-    info: ServiceInfo,
-    config: AppConfig,
-    components: Components,
-    hooks: Hooks,
-    logger: Logger,
-    loggers: BTreeMap<String, Logger>,
-    shutdown: Notify,
-}
-
-/// A built service. Cheap to clone; clones share everything.
-pub struct Service<P = NoPlugins> {
-    inner: Arc<Inner>,
-    _source: PhantomData<fn() -> P>,
-}
-
-impl<P> Clone for Service<P> {
-    fn clone(&self) -> Self {
-        Service {
-            inner: self.inner.clone(),
-            _source: PhantomData,
-        }
-    }
-}
-
-async fn run_hooks(hooks: &[Hook]) -> Result<()> {
-    for hook in hooks {
-        hook().await?;
-    }
-    Ok(())
-}
-
-impl<P: PluginSource> Service<P> {
-    /// A builder with the plugin table of `P`.
-    pub fn builder() -> ServiceBuilder<P> {
-        ServiceBuilder::new()
-    }
-}
-
-impl<P> Service<P> {
-    /// Service name.
-    pub fn name(&self) -> &str {
-        &self.inner.info.name
-    }
-
-    /// Version.
-    pub fn version(&self) -> &str {
-        &self.inner.info.version
-    }
-
-    /// Node id.
-    pub fn id(&self) -> &str {
-        &self.inner.info.id
-    }
-
-    /// The configuration, including the application's own sections.
-    pub fn config(&self) -> &AppConfig {
-        &self.inner.config
-    }
-
-    /// The application's own flags.
-    pub fn flags(&self) -> Flags {
-        self.inner.config.loaded().app_flags().clone()
-    }
-
-    /// Every component (disabled ones are `None`).
-    pub fn components(&self) -> &Components {
-        &self.inner.components
-    }
-
-    /// The logger of a component section (`registry`, `server`, ...), or the top-level one.
-    pub fn logger(&self, section: &str) -> Logger {
-        self.inner
-            .loggers
-            .get(section)
-            .cloned()
-            .unwrap_or_else(|| self.inner.logger.clone())
-    }
-
-    /// Connects the broker, starts the server (which registers), runs the hooks.
-    pub async fn start(&self) -> Result<()> {
-        let c = &self.inner.components;
-        run_hooks(&self.inner.hooks.before_start).await?;
-        if let Some(broker) = &c.broker {
-            broker.connect().await?;
-        }
-        if let Some(server) = &c.server {
-            server.start().await?;
-        }
-        run_hooks(&self.inner.hooks.after_start).await?;
-        self.inner.logger.in_scope(
-            || tracing::info!(service = %self.name(), id = %self.id(), "service started"),
-        );
-        Ok(())
-    }
-
-    /// Stops the server (deregistering and draining), disconnects the broker, runs the hooks.
-    pub async fn stop(&self) -> Result<()> {
-        let c = &self.inner.components;
-        run_hooks(&self.inner.hooks.before_stop).await?;
-        if let Some(server) = &c.server {
-            server.stop().await?;
-        }
-        if let Some(broker) = &c.broker {
-            broker.disconnect().await?;
-        }
-        run_hooks(&self.inner.hooks.after_stop).await?;
-        self.inner
-            .logger
-            .in_scope(|| tracing::info!(service = %self.name(), "service stopped"));
-        Ok(())
-    }
-
-    /// Asks a running [`Service::run`] to stop, as SIGTERM would.
-    pub fn shutdown(&self) {
-        self.inner.shutdown.notify_one();
-    }
-
-    /// Starts, waits for SIGINT, SIGTERM or [`Service::shutdown`], then stops.
-    pub async fn run(&self) -> Result<()> {
-        self.start().await?;
-        wait_for_signal(&self.inner.shutdown).await;
-        self.stop().await
-    }
-}
-
-async fn wait_for_signal(shutdown: &Notify) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                    _ = shutdown.notified() => {}
-                }
-            }
-            Err(_) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = shutdown.notified() => {}
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = shutdown.notified() => {}
-        }
     }
 }
