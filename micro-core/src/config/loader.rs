@@ -299,16 +299,17 @@ pub fn load(schema: Schema, sources: &Sources) -> Result<Outcome, ConfigError> {
         None => Value::Object(Map::new()),
     };
     let app_flags = parsed_env.app.clone().overlay(parsed_flags.app.clone());
-    let loaded = Loaded::assemble(
-        Arc::new(schema),
+    let mut loaded = Loaded {
+        schema: Arc::new(schema),
         file,
-        file_value,
-        sources.overrides.clone(),
-        parsed_env.tree,
-        parsed_flags.tree,
+        overrides: sources.overrides.clone(),
+        env: parsed_env.tree,
+        flags: parsed_flags.tree,
+        figment: Figment::new(),
         app_flags,
-        Arc::new(sources.env.clone()),
-    )?;
+        environment: Arc::new(sources.env.clone()),
+    };
+    loaded.assemble(&file_value)?;
     if parsed_flags.dump || parsed_env.dump {
         return Ok(Outcome::Dump(loaded.to_yaml()));
     }
@@ -316,18 +317,10 @@ pub fn load(schema: Schema, sources: &Sources) -> Result<Outcome, ConfigError> {
 }
 
 impl Loaded {
-    fn assemble(
-        schema: Arc<Schema>,
-        file: Option<PathBuf>,
-        file_value: Value,
-        overrides: Value,
-        env: Value,
-        flags: Value,
-        app_flags: Flags,
-        environment: Arc<Vec<(String, String)>>,
-    ) -> Result<Loaded, ConfigError> {
-        let defaults = merge_defaults(&schema);
-        let origin = origin_of(&file);
+    /// Layers `file_value` between the builder values and env, and checks the result.
+    fn assemble(&mut self, file_value: &Value) -> Result<(), ConfigError> {
+        let defaults = merge_defaults(&self.schema);
+        let origin = origin_of(&self.file);
         let figment = Figment::new()
             .merge(Layer {
                 name: "built-in defaults".into(),
@@ -335,32 +328,22 @@ impl Loaded {
             })
             .merge(Layer {
                 name: "builder".into(),
-                value: &overrides,
+                value: &self.overrides,
             })
             .merge(Layer {
                 name: origin,
-                value: &file_value,
+                value: file_value,
             })
             .merge(Layer {
                 name: "environment".into(),
-                value: &env,
+                value: &self.env,
             })
             .merge(Layer {
                 name: "flags".into(),
-                value: &flags,
+                value: &self.flags,
             });
-        let loaded = Loaded {
-            schema,
-            file,
-            overrides,
-            env,
-            flags,
-            figment,
-            app_flags,
-            environment,
-        };
-        loaded.check()?;
-        Ok(loaded)
+        self.figment = figment;
+        self.check()
     }
 
     /// Checks every section (and the options of each section's chosen plugin) for types.
@@ -386,16 +369,9 @@ impl Loaded {
         };
         let value = yaml::read_file(path)?;
         validate_keys(&self.schema, &value, &path.display().to_string())?;
-        Loaded::assemble(
-            self.schema.clone(),
-            self.file.clone(),
-            value,
-            self.overrides.clone(),
-            self.env.clone(),
-            self.flags.clone(),
-            self.app_flags.clone(),
-            self.environment.clone(),
-        )
+        let mut next = self.clone();
+        next.assemble(&value)?;
+        Ok(next)
     }
 
     /// An environment variable as the application passed it to the builder (never read

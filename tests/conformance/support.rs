@@ -1,0 +1,52 @@
+//! Helpers shared by the conformance suites; each suite includes this file with
+//! `#[path = "support.rs"] mod support;`.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a check waits for something that should happen (delivery, expiry, event)
+/// before failing. Generous on purpose: checks never assert on speed.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a check waits to be reasonably sure something does NOT happen.
+pub const GRACE: Duration = Duration::from_millis(300);
+
+/// Pause between two polls of [`eventually`].
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// A name no other check (or concurrent run against a shared server) uses:
+/// `<prefix>-<pid>-<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Polls `probe` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: still not true after {DEADLINE:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Awaits `future`, or panics with `what` after [`DEADLINE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: nothing after {DEADLINE:?}"),
+    }
+}
