@@ -23,7 +23,7 @@ pub struct LeaderOptions {
 
 /// Leadership held by this process. Dropping it without resigning leaves the lease to expire.
 #[async_trait]
-pub trait Leader: Send + Sync {
+pub trait Leader: Send + std::marker::Sync {
     /// The election's id.
     fn id(&self) -> &str;
     /// Whether this process still leads (false after resigning or losing the lease).

@@ -1,15 +1,17 @@
 //! The in-memory store: records kept per (database, table) scope in ordered maps, with
-//! expiry checked on every access (expired records are removed lazily, never returned).
+//! expiry checked on every access. Expired records are never returned; they are removed
+//! when an exact read, a scan (prefix/suffix read, list), an overwrite or a delete meets
+//! them, with no background task.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use micro_core::config::StoreConfig;
 use micro_core::store::{
-    DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions, key_matches,
-    page,
+    DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions, key_matches, page,
 };
 use micro_core::{Error, Plugin, Result};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,10 +93,27 @@ impl MemoryStore {
     }
 }
 
-/// Drops the expired records of `table`; done by scans (prefix/suffix reads, list), which
-/// visit the records anyway.
-fn purge(table: &mut Table, now: Instant) {
-    table.retain(|_, entry| entry.live(now));
+/// The records of `table` from key `start` on while `more` holds, in key order, all live:
+/// the expired ones met on the way are removed first.
+fn scan<'t>(
+    table: &'t mut Table,
+    start: &'t str,
+    more: impl Fn(&str) -> bool + Copy + 't,
+    now: Instant,
+) -> impl Iterator<Item = (&'t String, &'t Entry)> {
+    let range = (Bound::Included(start), Bound::Unbounded);
+    let dead: Vec<String> = table
+        .range::<str, _>(range)
+        .take_while(|(k, _)| more(k))
+        .filter(|(_, entry)| !entry.live(now))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in dead {
+        table.remove(&key);
+    }
+    table
+        .range::<str, _>(range)
+        .take_while(move |(k, _)| more(k))
 }
 
 #[async_trait]
@@ -124,11 +143,10 @@ impl Store for MemoryStore {
                 None => Err(not_found(key, &scope)),
             };
         }
-        purge(table, now);
-        let matching = table
-            .range::<str, _>(prefix_range(key, options.prefix))
-            .take_while(|(k, _)| !options.prefix || k.starts_with(key))
-            .filter(|(k, _)| key_matches(k, key, options.prefix, options.suffix));
+        let (prefix, suffix) = (options.prefix, options.suffix);
+        let start = if prefix { key } else { "" };
+        let matching = scan(table, start, |k| !prefix || k.starts_with(key), now)
+            .filter(|(k, _)| key_matches(k, key, prefix, suffix));
         Ok(page(matching, options.offset, options.limit)
             .into_iter()
             .map(|(k, entry)| entry.record(k, now))
@@ -172,13 +190,10 @@ impl Store for MemoryStore {
         let Some(table) = tables.get_mut(&scope) else {
             return Ok(Vec::new());
         };
-        purge(table, now);
         let prefix = options.prefix.as_deref().unwrap_or("");
         let suffix = options.suffix.as_deref().unwrap_or("");
-        let matching = table
-            .range::<str, _>(prefix_range(prefix, true))
+        let matching = scan(table, prefix, |k| k.starts_with(prefix), now)
             .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(prefix))
             .filter(|k| k.ends_with(suffix));
         Ok(page(matching, options.offset, options.limit)
             .into_iter()
@@ -187,27 +202,20 @@ impl Store for MemoryStore {
     }
 }
 
-/// The key range a read scans: from the prefix on when reading by prefix, else everything.
-fn prefix_range(key: &str, prefix: bool) -> (std::ops::Bound<&str>, std::ops::Bound<&str>) {
-    use std::ops::Bound;
-    if prefix {
-        (Bound::Included(key), Bound::Unbounded)
-    } else {
-        (Bound::Unbounded, Bound::Unbounded)
-    }
-}
-
 /// The instant `ttl` from now, or a clear error when it is too far away to represent.
 fn expiry_instant(ttl: Duration) -> Result<Instant> {
-    Instant::now().checked_add(ttl).ok_or_else(|| {
-        Error::bad_request(ID, format!("expiry {ttl:?} is too far in the future"))
-    })
+    Instant::now()
+        .checked_add(ttl)
+        .ok_or_else(|| Error::bad_request(ID, format!("expiry {ttl:?} is too far in the future")))
 }
 
 fn not_found(key: &str, scope: &(String, String)) -> Error {
     Error::not_found(
         ID,
-        format!("key {key:?} not found in database {:?}, table {:?}", scope.0, scope.1),
+        format!(
+            "key {key:?} not found in database {:?}, table {:?}",
+            scope.0, scope.1
+        ),
     )
 }
 

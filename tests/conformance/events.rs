@@ -1,0 +1,513 @@
+//! Events conformance suite: every events plugin must pass it.
+//!
+//! Include it from a plugin's test crate and run it with a factory of fresh backends:
+//!
+//! ```ignore
+//! #[path = "../../../tests/conformance/events.rs"]
+//! mod suite;
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn conformance() {
+//!     suite::run(|| async { Arc::new(MyEvents::new()) as Arc<dyn Events> }).await;
+//! }
+//! ```
+//!
+//! Topics and groups are unique per check, so a backend shared between runs is fine.
+//! Nothing asserts on speed: deliveries are awaited until a generous deadline, and checks
+//! that something does NOT happen wait a short grace period (a slow backend can only make
+//! them pass, never fail).
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use micro_core::events::{
+    ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long a check waits for a delivery before failing.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a check waits to be reasonably sure a delivery does NOT come.
+const GRACE: Duration = Duration::from_millis(1500);
+/// Ack wait of the redelivery checks.
+const ACK_WAIT: Duration = Duration::from_millis(300);
+
+/// Runs every check, each against a fresh backend from `make`.
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Events>>,
+{
+    check_publish_read(make().await).await;
+    check_empty_topic(make().await).await;
+    check_metadata(make().await).await;
+    check_consume_latest(make().await).await;
+    check_consume_earliest(make().await).await;
+    check_consume_since(make().await).await;
+    check_group_split(make().await).await;
+    check_two_groups(make().await).await;
+    check_group_resumes(make().await).await;
+    check_nack_redelivered(make().await).await;
+    check_ack_wait_redelivery(make().await).await;
+    check_retry_limit(make().await).await;
+}
+
+/// A name no other check or concurrent run uses (lowercase hex, valid in any backend).
+fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
+}
+
+async fn publish(events: &Arc<dyn Events>, check: &str, topic: &str, payload: &str) {
+    let payload = Bytes::copy_from_slice(payload.as_bytes());
+    if let Err(err) = events
+        .publish(topic, payload, PublishOptions::default())
+        .await
+    {
+        panic!("{check}: publish on {topic:?} failed: {err}");
+    }
+}
+
+async fn consume(
+    events: &Arc<dyn Events>,
+    check: &str,
+    topic: &str,
+    options: ConsumeOptions,
+) -> Consumer {
+    match events.consume(topic, options).await {
+        Ok(consumer) => consumer,
+        Err(err) => panic!("{check}: consume {topic:?} failed: {err}"),
+    }
+}
+
+/// The next event, or a failure naming the check after [`DEADLINE`].
+async fn next(consumer: &mut Consumer, check: &str, what: &str) -> Event {
+    match tokio::time::timeout(DEADLINE, consumer.next()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("{check}: stream ended while waiting for {what}"),
+        Err(_) => panic!("{check}: no event after {DEADLINE:?} while waiting for {what}"),
+    }
+}
+
+/// Fails when an event arrives within [`GRACE`].
+async fn nothing_more(consumer: &mut Consumer, check: &str, what: &str) {
+    if let Ok(Some(event)) = tokio::time::timeout(GRACE, consumer.next()).await {
+        panic!("{check}: unexpected {what}: {:?}", text(&event));
+    }
+}
+
+fn text(event: &Event) -> String {
+    String::from_utf8_lossy(&event.payload).into_owned()
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events.iter().map(text).collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn manual(group: Option<String>, offset: Offset) -> ConsumeOptions {
+    ConsumeOptions {
+        group,
+        offset,
+        auto_ack: false,
+        ack_wait: ACK_WAIT,
+        ..Default::default()
+    }
+}
+
+/// Published events are read back oldest first, paged by limit and offset.
+pub async fn check_publish_read(events: Arc<dyn Events>) {
+    let check = "check_publish_read";
+    let topic = unique("history");
+    for i in 0..5 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    let read = |limit, offset| {
+        let events = events.clone();
+        let topic = topic.clone();
+        async move {
+            match events.read(&topic, ReadOptions { limit, offset }).await {
+                Ok(list) => list,
+                Err(err) => panic!("{check}: read failed: {err}"),
+            }
+        }
+    };
+    let all = read(0, 0).await;
+    assert_eq!(
+        texts(&all),
+        strings(&["0", "1", "2", "3", "4"]),
+        "{check}: all, oldest first"
+    );
+    assert!(
+        all.iter().all(|e| e.topic == topic),
+        "{check}: events carry their topic"
+    );
+    let mut ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "{check}: every event has its own id");
+    assert!(ids.iter().all(|id| !id.is_empty()), "{check}: ids are set");
+    assert_eq!(
+        texts(&read(2, 0).await),
+        strings(&["0", "1"]),
+        "{check}: limit"
+    );
+    assert_eq!(
+        texts(&read(0, 3).await),
+        strings(&["3", "4"]),
+        "{check}: offset"
+    );
+    assert_eq!(
+        texts(&read(2, 1).await),
+        strings(&["1", "2"]),
+        "{check}: limit and offset"
+    );
+    let other = unique("history_other");
+    let none = events.read(&other, ReadOptions::default()).await;
+    assert!(
+        matches!(none, Ok(ref list) if list.is_empty())
+            || matches!(none, Err(ref e) if e.code == 404),
+        "{check}: a topic never published on has no history: {none:?}"
+    );
+}
+
+/// An empty topic is a 400 for publish and consume.
+pub async fn check_empty_topic(events: Arc<dyn Events>) {
+    let check = "check_empty_topic";
+    let published = events
+        .publish("", Bytes::from("x"), PublishOptions::default())
+        .await;
+    assert!(
+        matches!(published, Err(ref e) if e.code == 400),
+        "{check}: publish: {published:?}"
+    );
+    let consumed = events.consume("", ConsumeOptions::default()).await;
+    assert!(
+        matches!(consumed, Err(ref e) if e.code == 400),
+        "{check}: consume must be a 400"
+    );
+}
+
+/// Metadata and payload round-trip through history and consumers.
+pub async fn check_metadata(events: Arc<dyn Events>) {
+    let check = "check_metadata";
+    let topic = unique("metadata");
+    let metadata: BTreeMap<String, String> = [
+        ("trace".to_string(), "abc".to_string()),
+        ("kind".to_string(), "created".to_string()),
+    ]
+    .into();
+    let payload = Bytes::from_static(&[0, 1, 2, 255, b'{']);
+    let options = PublishOptions {
+        metadata: metadata.clone(),
+        ..Default::default()
+    };
+    events
+        .publish(&topic, payload.clone(), options)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: publish: {e}"));
+    let read = events
+        .read(&topic, ReadOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{check}: read: {e}"));
+    assert_eq!(read.len(), 1, "{check}: one event in history");
+    assert_eq!(read[0].metadata, metadata, "{check}: metadata in history");
+    assert_eq!(read[0].payload, payload, "{check}: payload in history");
+    let options = ConsumeOptions {
+        offset: Offset::Earliest,
+        ..Default::default()
+    };
+    let mut consumer = consume(&events, check, &topic, options).await;
+    let event = next(&mut consumer, check, "the event").await;
+    assert_eq!(event.metadata, metadata, "{check}: metadata when consumed");
+    assert_eq!(event.payload, payload, "{check}: payload when consumed");
+    assert_eq!(
+        event.id, read[0].id,
+        "{check}: same id in history and stream"
+    );
+}
+
+/// `Offset::Latest` delivers only events published after consume, in order.
+pub async fn check_consume_latest(events: Arc<dyn Events>) {
+    let check = "check_consume_latest";
+    let topic = unique("latest");
+    publish(&events, check, &topic, "old").await;
+    let mut consumer = consume(&events, check, &topic, ConsumeOptions::default()).await;
+    for i in 0..3 {
+        publish(&events, check, &topic, &format!("new{i}")).await;
+    }
+    for i in 0..3 {
+        let event = next(&mut consumer, check, "a new event").await;
+        assert_eq!(
+            text(&event),
+            format!("new{i}"),
+            "{check}: only new events, in order"
+        );
+        assert_eq!(event.topic, topic, "{check}: topic");
+        event
+            .ack()
+            .unwrap_or_else(|e| panic!("{check}: ack of an auto-acked event must be Ok: {e}"));
+    }
+}
+
+/// `Offset::Earliest` replays the history, then continues with new events.
+pub async fn check_consume_earliest(events: Arc<dyn Events>) {
+    let check = "check_consume_earliest";
+    let topic = unique("earliest");
+    for i in 0..3 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    let options = ConsumeOptions {
+        offset: Offset::Earliest,
+        ..Default::default()
+    };
+    let mut consumer = consume(&events, check, &topic, options).await;
+    for i in 0..3 {
+        assert_eq!(
+            text(&next(&mut consumer, check, "history").await),
+            i.to_string(),
+            "{check}: history in order"
+        );
+    }
+    publish(&events, check, &topic, "3").await;
+    assert_eq!(
+        text(&next(&mut consumer, check, "a new event").await),
+        "3",
+        "{check}: then new events"
+    );
+}
+
+/// `Offset::Since(t)` starts with the events published at or after `t`.
+pub async fn check_consume_since(events: Arc<dyn Events>) {
+    let check = "check_consume_since";
+    let topic = unique("since");
+    publish(&events, check, &topic, "before").await;
+    // Real time gaps (not asserted on) so backends that stamp events themselves agree.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let since = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    publish(&events, check, &topic, "after1").await;
+    publish(&events, check, &topic, "after2").await;
+    let options = ConsumeOptions {
+        offset: Offset::Since(since),
+        ..Default::default()
+    };
+    let mut consumer = consume(&events, check, &topic, options).await;
+    assert_eq!(
+        text(&next(&mut consumer, check, "after1").await),
+        "after1",
+        "{check}: starts at t"
+    );
+    assert_eq!(
+        text(&next(&mut consumer, check, "after2").await),
+        "after2",
+        "{check}: in order"
+    );
+    publish(&events, check, &topic, "later").await;
+    assert_eq!(
+        text(&next(&mut consumer, check, "later").await),
+        "later",
+        "{check}: then new events"
+    );
+}
+
+/// Two consumers of one group split the events: each event reaches exactly one of them.
+pub async fn check_group_split(events: Arc<dyn Events>) {
+    let check = "check_group_split";
+    let topic = unique("split");
+    let group = Some(unique("group"));
+    let options = ConsumeOptions {
+        group: group.clone(),
+        ..Default::default()
+    };
+    let mut a = consume(&events, check, &topic, options.clone()).await;
+    let mut b = consume(&events, check, &topic, options).await;
+    for i in 0..20 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.values().sum::<usize>() < 20 {
+        let event = tokio::select! {
+            event = a.next() => event,
+            event = b.next() => event,
+            () = tokio::time::sleep_until(deadline) => panic!("{check}: only {} of 20 events after {DEADLINE:?}", seen.values().sum::<usize>()),
+        };
+        let event = event.unwrap_or_else(|| panic!("{check}: a stream ended"));
+        *seen.entry(text(&event)).or_default() += 1;
+    }
+    for i in 0..20 {
+        assert_eq!(
+            seen.get(&i.to_string()),
+            Some(&1),
+            "{check}: event {i} delivered exactly once: {seen:?}"
+        );
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(300), async {
+        tokio::select! { e = a.next() => e, e = b.next() => e }
+    })
+    .await;
+    assert!(
+        !matches!(extra, Ok(Some(_))),
+        "{check}: no event delivered twice"
+    );
+}
+
+/// Two groups each get every event, in order.
+pub async fn check_two_groups(events: Arc<dyn Events>) {
+    let check = "check_two_groups";
+    let topic = unique("groups");
+    let mut first = consume(
+        &events,
+        check,
+        &topic,
+        ConsumeOptions {
+            group: Some(unique("g1")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut second = consume(
+        &events,
+        check,
+        &topic,
+        ConsumeOptions {
+            group: Some(unique("g2")),
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    for consumer in [&mut first, &mut second] {
+        for i in 0..5 {
+            assert_eq!(
+                text(&next(consumer, check, "every event").await),
+                i.to_string(),
+                "{check}: each group gets all, in order"
+            );
+        }
+    }
+}
+
+/// A named group keeps its position: a new consumer of it continues where it stopped.
+pub async fn check_group_resumes(events: Arc<dyn Events>) {
+    let check = "check_group_resumes";
+    let topic = unique("resume");
+    let group = Some(unique("group"));
+    let options = ConsumeOptions {
+        group: group.clone(),
+        ..Default::default()
+    };
+    let mut consumer = consume(&events, check, &topic, options).await;
+    for i in 0..3 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    for i in 0..3 {
+        assert_eq!(
+            text(&next(&mut consumer, check, "first events").await),
+            i.to_string(),
+            "{check}: first consumer"
+        );
+    }
+    drop(consumer);
+    for i in 3..5 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    // Earliest applies to a new group only; this group exists and continues.
+    let options = ConsumeOptions {
+        group,
+        offset: Offset::Earliest,
+        ..Default::default()
+    };
+    let mut consumer = consume(&events, check, &topic, options).await;
+    for i in 3..5 {
+        assert_eq!(
+            text(&next(&mut consumer, check, "later events").await),
+            i.to_string(),
+            "{check}: continues where the group was"
+        );
+    }
+}
+
+/// Without auto-ack, a nacked event is delivered again.
+pub async fn check_nack_redelivered(events: Arc<dyn Events>) {
+    let check = "check_nack_redelivered";
+    let topic = unique("nack");
+    let mut options = manual(None, Offset::Latest);
+    options.ack_wait = Duration::from_secs(60); // redelivery must come from the nack
+    let mut consumer = consume(&events, check, &topic, options).await;
+    publish(&events, check, &topic, "job").await;
+    let first = next(&mut consumer, check, "the first delivery").await;
+    first
+        .nack()
+        .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
+    let again = next(&mut consumer, check, "the redelivery").await;
+    assert_eq!(again.id, first.id, "{check}: same event redelivered");
+    assert_eq!(text(&again), "job", "{check}: same payload");
+    again.ack().unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+    publish(&events, check, &topic, "next").await;
+    assert_eq!(
+        text(&next(&mut consumer, check, "the next event").await),
+        "next",
+        "{check}: acked, then the next event"
+    );
+}
+
+/// Without auto-ack, an event not acked within `ack_wait` is delivered again; once acked
+/// it is not.
+pub async fn check_ack_wait_redelivery(events: Arc<dyn Events>) {
+    let check = "check_ack_wait_redelivery";
+    let topic = unique("ackwait");
+    let mut consumer = consume(&events, check, &topic, manual(None, Offset::Latest)).await;
+    publish(&events, check, &topic, "job").await;
+    let first = next(&mut consumer, check, "the first delivery").await;
+    let again = next(&mut consumer, check, "the redelivery after ack_wait").await;
+    assert_eq!(again.id, first.id, "{check}: same event redelivered");
+    again.ack().unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+    nothing_more(&mut consumer, check, "redelivery of an acked event").await;
+}
+
+/// With `retry_limit: Some(1)`, an event is delivered at most twice, then dropped; the
+/// events after it still flow.
+pub async fn check_retry_limit(events: Arc<dyn Events>) {
+    let check = "check_retry_limit";
+    let topic = unique("retry");
+    let mut options = manual(None, Offset::Latest);
+    options.retry_limit = Some(1);
+    let mut consumer = consume(&events, check, &topic, options).await;
+    publish(&events, check, &topic, "poison").await;
+    let first = next(&mut consumer, check, "the first delivery").await;
+    first
+        .nack()
+        .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
+    let second = next(&mut consumer, check, "the one retry").await;
+    assert_eq!(second.id, first.id, "{check}: the retry is the same event");
+    second
+        .nack()
+        .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
+    nothing_more(&mut consumer, check, "delivery beyond the retry limit").await;
+    publish(&events, check, &topic, "healthy").await;
+    let next_event = next(&mut consumer, check, "the next event").await;
+    assert_eq!(
+        text(&next_event),
+        "healthy",
+        "{check}: later events still delivered"
+    );
+    next_event
+        .ack()
+        .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+}

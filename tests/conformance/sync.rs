@@ -1,0 +1,310 @@
+//! Sync conformance suite: every sync plugin must pass it.
+//!
+//! Include it from a plugin's test crate and run it with a factory of fresh backends:
+//!
+//! ```ignore
+//! #[path = "../../../tests/conformance/sync.rs"]
+//! mod suite;
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn conformance() {
+//!     suite::run(|| async { Arc::new(MySync::new()) as Arc<dyn Sync> }).await;
+//! }
+//! ```
+//!
+//! Lock and election ids are unique per check, so a backend shared between runs is fine.
+//! Nothing asserts on speed: what should happen is awaited until a generous deadline;
+//! what should not happen is checked over a short period (a slow backend can only make
+//! those checks pass, never fail).
+#![allow(dead_code)]
+
+use micro_core::sync::{Leader, LeaderOptions, LockOptions, Sync};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long a check waits for something that should happen.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// A lock ttl long enough never to lapse during a check.
+const LONG_TTL: Duration = Duration::from_secs(60);
+/// The short ttl of the expiry checks.
+const SHORT_TTL: Duration = Duration::from_millis(500);
+/// The lease of the leader checks.
+const LEASE: Duration = Duration::from_secs(1);
+
+/// Runs every check, each against a fresh backend from `make`.
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Sync>>,
+{
+    check_lock_exclusion(make().await).await;
+    check_lock_waits_for_unlock(make().await).await;
+    check_lock_ttl(make().await).await;
+    check_unlock_free(make().await).await;
+    check_concurrent_lockers(make().await).await;
+    check_leader_resign(make().await).await;
+    check_leader_dies(make().await).await;
+}
+
+/// A name no other check or concurrent run uses (lowercase hex, valid in any backend).
+fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
+}
+
+fn lock_options(ttl: Option<Duration>, wait: Option<Duration>) -> LockOptions {
+    LockOptions { ttl, wait }
+}
+
+async fn within<T>(check: &str, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{check}: {what}: nothing after {DEADLINE:?}"),
+    }
+}
+
+async fn lead(sync: &Arc<dyn Sync>, check: &str, id: &str) -> Box<dyn Leader> {
+    let options = LeaderOptions { ttl: Some(LEASE) };
+    match within(check, "becoming leader", sync.leader(id, options)).await {
+        Ok(leader) => leader,
+        Err(err) => panic!("{check}: leader({id:?}) failed: {err}"),
+    }
+}
+
+/// A held lock cannot be taken (408 after the wait) until it is unlocked.
+pub async fn check_lock_exclusion(sync: Arc<dyn Sync>) {
+    let check = "check_lock_exclusion";
+    let id = unique("lock");
+    sync.lock(&id, lock_options(Some(LONG_TTL), None))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: first lock: {e}"));
+    let no_wait = sync
+        .lock(&id, lock_options(Some(LONG_TTL), Some(Duration::ZERO)))
+        .await;
+    assert!(
+        matches!(no_wait, Err(ref e) if e.code == 408),
+        "{check}: held lock, no wait: {no_wait:?}"
+    );
+    let short_wait = sync
+        .lock(
+            &id,
+            lock_options(Some(LONG_TTL), Some(Duration::from_millis(200))),
+        )
+        .await;
+    assert!(
+        matches!(short_wait, Err(ref e) if e.code == 408),
+        "{check}: held lock, short wait: {short_wait:?}"
+    );
+    let other = unique("other");
+    sync.lock(&other, lock_options(Some(LONG_TTL), Some(Duration::ZERO)))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: another lock is independent: {e}"));
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: unlock: {e}"));
+    sync.lock(&id, lock_options(Some(LONG_TTL), Some(Duration::ZERO)))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: lock after unlock: {e}"));
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: final unlock: {e}"));
+    sync.unlock(&other)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: unlock other: {e}"));
+}
+
+/// A locker waiting without a limit gets the lock when it is unlocked.
+pub async fn check_lock_waits_for_unlock(sync: Arc<dyn Sync>) {
+    let check = "check_lock_waits_for_unlock";
+    let id = unique("wait");
+    sync.lock(&id, lock_options(Some(LONG_TTL), None))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: first lock: {e}"));
+    let waiter = {
+        let (sync, id) = (sync.clone(), id.clone());
+        tokio::spawn(async move { sync.lock(&id, lock_options(Some(LONG_TTL), None)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiter.is_finished(),
+        "{check}: the waiter must not get a held lock"
+    );
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: unlock: {e}"));
+    let got = within(check, "the waiter taking the lock", waiter).await;
+    assert!(
+        matches!(got, Ok(Ok(()))),
+        "{check}: waiter gets the lock: {got:?}"
+    );
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: waiter's unlock: {e}"));
+}
+
+/// A lock with a ttl frees itself: another locker gets it without an unlock.
+pub async fn check_lock_ttl(sync: Arc<dyn Sync>) {
+    let check = "check_lock_ttl";
+    let id = unique("ttl");
+    sync.lock(&id, lock_options(Some(SHORT_TTL), None))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: first lock: {e}"));
+    let second = sync
+        .lock(&id, lock_options(Some(LONG_TTL), Some(DEADLINE)))
+        .await;
+    assert!(
+        second.is_ok(),
+        "{check}: the lock must free itself after its ttl: {second:?}"
+    );
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: unlock: {e}"));
+}
+
+/// Unlocking a lock that is not held is a 404, also when unlocking twice.
+pub async fn check_unlock_free(sync: Arc<dyn Sync>) {
+    let check = "check_unlock_free";
+    let id = unique("free");
+    let never = sync.unlock(&id).await;
+    assert!(
+        matches!(never, Err(ref e) if e.code == 404),
+        "{check}: never locked: {never:?}"
+    );
+    sync.lock(&id, lock_options(Some(LONG_TTL), None))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: lock: {e}"));
+    sync.unlock(&id)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: unlock: {e}"));
+    let twice = sync.unlock(&id).await;
+    assert!(
+        matches!(twice, Err(ref e) if e.code == 404),
+        "{check}: unlocked twice: {twice:?}"
+    );
+}
+
+/// Ten tasks taking the same lock never overlap.
+pub async fn check_concurrent_lockers(sync: Arc<dyn Sync>) {
+    let check = "check_concurrent_lockers";
+    let id = unique("counter");
+    let inside = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (sync, id) = (sync.clone(), id.clone());
+        let (inside, overlaps, counter) = (inside.clone(), overlaps.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            sync.lock(
+                &id,
+                lock_options(Some(LONG_TTL), Some(Duration::from_secs(60))),
+            )
+            .await?;
+            if inside.swap(true, Ordering::SeqCst) {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            let seen = counter.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            counter.store(seen + 1, Ordering::SeqCst);
+            inside.store(false, Ordering::SeqCst);
+            sync.unlock(&id).await
+        }));
+    }
+    for task in tasks {
+        let result = within(check, "a locker finishing", task).await;
+        assert!(
+            matches!(result, Ok(Ok(()))),
+            "{check}: locker failed: {result:?}"
+        );
+    }
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "{check}: two holders at once"
+    );
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        10,
+        "{check}: lost increments"
+    );
+}
+
+/// The first candidate leads and keeps leading past its ttl while alive; the second waits
+/// and leads once the first resigns.
+pub async fn check_leader_resign(sync: Arc<dyn Sync>) {
+    let check = "check_leader_resign";
+    let id = unique("election");
+    let first = lead(&sync, check, &id).await;
+    assert!(first.is_leader(), "{check}: first candidate leads");
+    assert_eq!(first.id(), id, "{check}: leader id");
+    let second = {
+        let (sync, id) = (sync.clone(), id.clone());
+        tokio::spawn(async move { sync.leader(&id, LeaderOptions { ttl: Some(LEASE) }).await })
+    };
+    // Longer than the lease: a live leader renews it.
+    tokio::time::sleep(LEASE + LEASE / 2).await;
+    assert!(
+        !second.is_finished(),
+        "{check}: second candidate must wait while the first lives"
+    );
+    assert!(first.is_leader(), "{check}: a live leader keeps its lease");
+    first
+        .resign()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: resign: {e}"));
+    assert!(!first.is_leader(), "{check}: not leader after resigning");
+    let second = match within(check, "the second candidate leading", second).await {
+        Ok(Ok(leader)) => leader,
+        other => panic!(
+            "{check}: second candidate failed: {:?}",
+            other.map(|r| r.map(|l| l.id().to_string()))
+        ),
+    };
+    assert!(second.is_leader(), "{check}: second candidate leads");
+    second
+        .resign()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: second resign: {e}"));
+}
+
+/// A leader that dies (dropped without resigning) is replaced once its lease lapses.
+pub async fn check_leader_dies(sync: Arc<dyn Sync>) {
+    let check = "check_leader_dies";
+    let id = unique("election");
+    let first = lead(&sync, check, &id).await;
+    assert!(first.is_leader(), "{check}: first candidate leads");
+    let second = {
+        let (sync, id) = (sync.clone(), id.clone());
+        tokio::spawn(async move { sync.leader(&id, LeaderOptions { ttl: Some(LEASE) }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished(), "{check}: second candidate must wait");
+    drop(first);
+    let second = match within(
+        check,
+        "the second candidate leading after the lease lapsed",
+        second,
+    )
+    .await
+    {
+        Ok(Ok(leader)) => leader,
+        other => panic!(
+            "{check}: second candidate failed: {:?}",
+            other.map(|r| r.map(|l| l.id().to_string()))
+        ),
+    };
+    assert!(second.is_leader(), "{check}: second candidate leads");
+    second
+        .resign()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: resign: {e}"));
+}
