@@ -38,6 +38,7 @@ fn env_for(transport: &str, dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, 
         ("MICRO_REGISTER_TTL", "2s"),
         ("MICRO_REGISTER_INTERVAL", "500ms"),
         ("MICRO_CLIENT_REQUEST_TIMEOUT", "10s"),
+        ("MICRO_LOGGER_LEVEL", "warn"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -186,14 +187,18 @@ impl Kid {
         Kid { child, lines }
     }
 
-    /// The first line starting with one of `prefixes`, within `limit`.
+    /// The first line holding one of `prefixes` (libtest may print `test child ... ` in
+    /// front), from the prefix on, within `limit`.
     fn wait_for(&self, prefixes: &[&str], limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if prefixes.iter().any(|p| line.starts_with(p)) => return line,
-                Ok(_) => continue,
+                Ok(line) => {
+                    if let Some(at) = prefixes.iter().filter_map(|p| line.find(p)).min() {
+                        return line[at..].to_string();
+                    }
+                }
                 Err(e) => panic!("child said none of {prefixes:?}: {e}"),
             }
         }
@@ -274,7 +279,8 @@ async fn a_killed_node_is_skipped_and_leaves_the_registry() {
     let client = parent.components().client.clone().unwrap();
     let registry = parent.components().registry.clone().unwrap();
     let hello = Hello { name: "x".into() };
-    let call = || client::call::<Hello, Reply>(client.as_ref(), &Context::new(), "twin", "Peer.Hello", &hello, CallOptions::default());
+    let ctx = Context::new();
+    let call = || client::call::<Hello, Reply>(client.as_ref(), &ctx, "twin", "Peer.Hello", &hello, CallOptions::default());
     // Both nodes answer.
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);

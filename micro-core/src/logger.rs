@@ -191,6 +191,7 @@ pub fn text_dispatch(config: &LoggerConfig, level: LevelFilter, output: LogOutpu
         .collect();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(false)
         .with_writer(output)
         .event_format(TextFormat { fields })
         .finish();

@@ -159,7 +159,12 @@ fn write_once(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Removes a node's record (absent is fine) and then its version and service directories
 /// when they are empty.
-pub(crate) fn remove_record(base: &Path, name: &str, version: &str, node_id: &str) -> io::Result<()> {
+pub(crate) fn remove_record(
+    base: &Path,
+    name: &str,
+    version: &str,
+    node_id: &str,
+) -> io::Result<()> {
     let path = node_path(base, name, version, node_id);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -239,7 +244,12 @@ fn read_dir_logged(dir: &Path, logger: &Logger) -> Option<std::fs::ReadDir> {
     match std::fs::read_dir(dir) {
         Ok(entries) => Some(entries),
         // Gone meanwhile, or a plain file where a directory was expected: nothing to read.
-        Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             None
         }
         Err(err) => {
@@ -288,7 +298,12 @@ pub(crate) fn read_record(base: &Path, path: &Path, logger: &Logger) -> Option<N
         skip(&"a node record must hold exactly one node");
         return None;
     };
-    let expected = node_path(base, &record.service.name, &record.service.version, &node.id);
+    let expected = node_path(
+        base,
+        &record.service.name,
+        &record.service.version,
+        &node.id,
+    );
     if expected != path {
         skip(&format!("record belongs at {}", expected.display()));
         return None;
@@ -318,7 +333,9 @@ fn reap(path: &Path, logger: &Logger) {
         .and_then(|bytes| serde_json::from_slice::<NodeRecord>(&bytes).ok())
         .is_none_or(|r| r.expired(now_millis()));
     if still_expired {
-        logger.in_scope(|| tracing::debug!(file = %path.display(), "local registry: removed expired node"));
+        logger.in_scope(
+            || tracing::debug!(file = %path.display(), "local registry: removed expired node"),
+        );
     } else {
         // Fails when a newer record is already in place, which is what we want.
         let _ = std::fs::hard_link(grave.path(), path);
@@ -343,7 +360,10 @@ fn remove_if_stale(path: &Path, logger: &Logger) {
 pub(crate) fn group<'a>(records: impl IntoIterator<Item = &'a NodeRecord>) -> Vec<Service> {
     let mut versions: BTreeMap<(&str, &str), (u64, Service)> = BTreeMap::new();
     for record in records {
-        let key = (record.service.name.as_str(), record.service.version.as_str());
+        let key = (
+            record.service.name.as_str(),
+            record.service.version.as_str(),
+        );
         match versions.get_mut(&key) {
             None => {
                 versions.insert(key, (record.registered_at, record.service.clone()));
@@ -365,4 +385,184 @@ pub(crate) fn group<'a>(records: impl IntoIterator<Item = &'a NodeRecord>) -> Ve
             service
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, version: &str, id: &str, expires_at: Option<u64>) -> NodeRecord {
+        NodeRecord {
+            service: Service {
+                name: name.into(),
+                version: version.into(),
+                nodes: vec![Node {
+                    id: id.into(),
+                    address: "127.0.0.1:1".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            expires_at,
+            registered_at: now_millis(),
+        }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn escaping_keeps_names_inside_one_component() {
+        assert_eq!(escape("go.micro.srv.greeter"), "go.micro.srv.greeter");
+        assert_eq!(escape("1.0.0"), "1.0.0");
+        assert_eq!(escape("Greeter"), "^greeter");
+        assert_eq!(escape("a/b"), "a%2Fb");
+        assert_eq!(escape(".."), "%2E.");
+        assert_eq!(escape("."), "%2E");
+        assert_eq!(escape(""), "%");
+        assert_eq!(escape("x\0y"), "x%00y");
+        assert_eq!(escape("é"), "%C3%A9");
+        assert_eq!(escape("^"), "%5E");
+        for raw in ["../../etc/passwd", "/abs", "a\\b", ".hidden", "%2F", "~x"] {
+            let escaped = escape(raw);
+            assert!(
+                !escaped.contains('/') && !escaped.starts_with('.'),
+                "{raw} -> {escaped}"
+            );
+        }
+        // Distinct names stay distinct, even when they look like escapes.
+        assert_ne!(escape("a/b"), escape("a%2Fb"));
+        assert_ne!(escape("A"), escape("^a"));
+        assert_ne!(escape("A"), escape("a"));
+    }
+
+    #[test]
+    fn long_names_are_cut_and_hashed() {
+        let long = "x".repeat(1000);
+        let other = format!("{}y", "x".repeat(999));
+        let (a, b) = (escape(&long), escape(&other));
+        assert!(a.len() <= MAX_COMPONENT && b.len() <= MAX_COMPONENT);
+        assert_ne!(a, b);
+        assert_eq!(a, escape(&long), "stable");
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_the_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let inner = base.path().join("registry");
+        create_dir_private(&inner).unwrap();
+        let rec = record("../../escape", "../..", "../../../node", None);
+        let path = write_record(&inner, &rec).unwrap();
+        assert!(path.starts_with(&inner));
+        assert_eq!(names_in(base.path()), vec!["registry"]);
+        let found = scan(&inner, Some("../../escape"), &Logger::none()).unwrap();
+        assert_eq!(found, vec![rec]);
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_files() {
+        let base = tempfile::tempdir().unwrap();
+        let mut rec = record("greeter", "1.0.0", "greeter-1", None);
+        for i in 0..20 {
+            rec.service.nodes[0].address = format!("127.0.0.1:{i}");
+            write_record(base.path(), &rec).unwrap();
+        }
+        let dir = base.path().join("greeter").join("1.0.0");
+        assert_eq!(names_in(&dir), vec!["greeter-1.json"]);
+        let found = scan(base.path(), None, &Logger::none()).unwrap();
+        assert_eq!(found, vec![rec]);
+    }
+
+    #[test]
+    fn expired_records_are_ignored_and_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let live = record("greeter", "1", "live", Some(now_millis() + 60_000));
+        let dead = record("greeter", "1", "dead", Some(now_millis().saturating_sub(1)));
+        write_record(base.path(), &live).unwrap();
+        let dead_path = write_record(base.path(), &dead).unwrap();
+        let found = scan(base.path(), Some("greeter"), &Logger::none()).unwrap();
+        assert_eq!(found, vec![live]);
+        assert!(!dead_path.exists(), "expired record removed");
+        let dir = base.path().join("greeter").join("1");
+        assert_eq!(names_in(&dir), vec!["live.json"], "no reap leftovers");
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_skipped() {
+        let base = tempfile::tempdir().unwrap();
+        let good = record("greeter", "1", "good", None);
+        write_record(base.path(), &good).unwrap();
+        let dir = base.path().join("greeter").join("1");
+        std::fs::write(dir.join("corrupt.json"), b"{\"service\": {\"name\": ").unwrap();
+        std::fs::write(dir.join("foreign.json"), b"{\"hello\": \"world\"}").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"not a record").unwrap();
+        // A valid record in the wrong place (it claims another node id).
+        let misplaced = serde_json::to_vec(&record("greeter", "1", "other", None)).unwrap();
+        std::fs::write(dir.join("moved.json"), misplaced).unwrap();
+        // Two nodes in one file.
+        let mut two = record("greeter", "1", "two", None);
+        two.service.nodes.push(two.service.nodes[0].clone());
+        std::fs::write(dir.join("two.json"), serde_json::to_vec(&two).unwrap()).unwrap();
+        std::fs::write(base.path().join("stray-file"), b"x").unwrap();
+        std::fs::create_dir_all(dir.join("nested.json")).unwrap();
+        let found = scan(base.path(), None, &Logger::none()).unwrap();
+        assert_eq!(found, vec![good]);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_fresh_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        write_record(base.path(), &record("s", "1", "n", None)).unwrap();
+        let dir = base.path().join("s").join("1");
+        let fresh = dir.join(".tmpfresh.part");
+        let stale = dir.join(".tmpstale.part");
+        std::fs::write(&fresh, b"{").unwrap();
+        std::fs::write(&stale, b"{").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(scan(base.path(), None, &Logger::none()).unwrap().len(), 1);
+        assert!(fresh.exists());
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn remove_record_prunes_empty_directories() {
+        let base = tempfile::tempdir().unwrap();
+        write_record(base.path(), &record("s", "1", "a", None)).unwrap();
+        write_record(base.path(), &record("s", "1", "b", None)).unwrap();
+        remove_record(base.path(), "s", "1", "a").unwrap();
+        assert_eq!(names_in(&base.path().join("s").join("1")), vec!["b.json"]);
+        remove_record(base.path(), "s", "1", "b").unwrap();
+        remove_record(base.path(), "s", "1", "b").unwrap();
+        assert!(names_in(base.path()).is_empty());
+    }
+
+    #[test]
+    fn group_merges_nodes_per_version() {
+        let mut a = record("s", "1", "b", None);
+        a.registered_at = 1;
+        a.service.metadata.insert("old".into(), "x".into());
+        let mut b = record("s", "1", "a", None);
+        b.registered_at = 2;
+        b.service.metadata.insert("new".into(), "y".into());
+        let c = record("s", "2", "c", None);
+        let services = group([&a, &b, &c]);
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[0].version, "1");
+        let ids: Vec<&str> = services[0].nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert!(services[0].metadata.contains_key("new"));
+        assert_eq!(services[1].nodes.len(), 1);
+    }
 }

@@ -1,0 +1,431 @@
+//! The dialling side: one h2c (HTTP/2 prior knowledge) connection per address, shared by
+//! every stream opened on it. Each stream is one HTTP/2 request; see docs/protocol-http.md.
+//!
+//! It speaks through the `h2` crate (hyper's HTTP/2 engine) rather than hyper's client
+//! connection, because it must notice a server's GOAWAY before opening a stream: a
+//! listener that was dropped must make `open_stream` fail, not hang.
+
+use crate::ID;
+use crate::frame::{self, Decoder};
+use crate::headers::{self, MICRO_ERROR, MICRO_STREAM};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
+use http::header::HeaderValue;
+use http::{Request, Uri};
+use micro_core::logger::Logger;
+use micro_core::transport::{Connection, Message, Stream, StreamIo, stream_pair};
+use micro_core::{Error, Result};
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// HTTP/2 flow-control windows the client offers (per stream, per connection).
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// Value of the `Micro-Stream` HTTP header the client adds when the first frame has none.
+const FRAMES_MARKER: &str = "frames";
+
+/// One h2c connection, shared by the [`HttpConnection`]s dialled to its address.
+pub(crate) struct ClientConn {
+    remote: String,
+    uri: Uri,
+    send: SendRequest<Bytes>,
+    /// Set when the connection task ended (socket closed, protocol error).
+    closed: Arc<AtomicBool>,
+    max_body_size: usize,
+    plain_unary: bool,
+    logger: Logger,
+}
+
+impl ClientConn {
+    /// Connects to `address` and starts the connection task.
+    pub(crate) async fn connect(
+        address: &str,
+        timeout: Duration,
+        max_body_size: usize,
+        plain_unary: bool,
+        logger: Logger,
+    ) -> Result<Arc<ClientConn>> {
+        let uri: Uri = format!("http://{address}/").parse().map_err(|e| {
+            Error::bad_request(
+                ID,
+                format!("cannot dial {address:?}: not a host:port ({e})"),
+            )
+        })?;
+        let connect = async {
+            let tcp = TcpStream::connect(address)
+                .await
+                .map_err(|e| crate::io_error(e, &format!("dial {address}")))?;
+            let _ = tcp.set_nodelay(true);
+            h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .map_err(|e| {
+                    Error::unavailable(ID, format!("dial {address}: HTTP/2 handshake: {e}"))
+                })
+        };
+        let (send, connection) = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+            Error::timeout(
+                ID,
+                format!("dial {address}: no connection after {timeout:?}"),
+            )
+        })??;
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = closed.clone();
+        let task_logger = logger.clone();
+        let remote = address.to_string();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                task_logger.in_scope(|| {
+                    tracing::debug!(remote = %remote, error = %err, "http transport: connection ended")
+                });
+            }
+            flag.store(true, Ordering::Release);
+        });
+        Ok(Arc::new(ClientConn {
+            remote: address.to_string(),
+            uri,
+            send,
+            closed,
+            max_body_size,
+            plain_unary,
+            logger,
+        }))
+    }
+
+    /// Whether no new stream can be opened: the connection ended or the server sent GOAWAY.
+    pub(crate) fn is_closed(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        // A fresh handle has no pending stream, so this never waits; it fails once the
+        // connection saw GOAWAY or an error.
+        let mut probe = self.send.clone();
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(probe.poll_ready(&mut cx), Poll::Ready(Err(_)))
+    }
+
+    fn broken(&self, err: &h2::Error) -> Error {
+        if err.is_go_away() || err.is_io() {
+            self.closed.store(true, Ordering::Release);
+        }
+        Error::unavailable(ID, format!("connection to {}: {err}", self.remote))
+    }
+
+    /// The HTTP request head carrying `first`'s headers.
+    fn request(&self, first: &Message, framed: bool) -> Request<()> {
+        let mut request = Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let skipped = headers::to_http(&first.header, request.headers_mut());
+        if !skipped.is_empty() {
+            self.logger.in_scope(|| {
+                tracing::debug!(
+                    ?skipped,
+                    "http transport: headers HTTP cannot carry were left out of the request head"
+                )
+            });
+        }
+        if framed && !request.headers().contains_key(MICRO_STREAM) {
+            request
+                .headers_mut()
+                .insert(MICRO_STREAM, HeaderValue::from_static(FRAMES_MARKER));
+        }
+        request
+    }
+}
+
+/// A client connection of the HTTP transport (cheap: it shares the h2c connection cached per
+/// address in the [`crate::HttpTransport`]).
+pub struct HttpConnection {
+    conn: Arc<ClientConn>,
+}
+
+impl HttpConnection {
+    pub(crate) fn new(conn: Arc<ClientConn>) -> Self {
+        HttpConnection { conn }
+    }
+}
+
+impl fmt::Debug for HttpConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConnection")
+            .field("remote", &self.conn.remote)
+            .field("closed", &self.conn.is_closed())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Connection for HttpConnection {
+    async fn open_stream(&self) -> Result<Stream> {
+        if self.conn.is_closed() {
+            return Err(Error::unavailable(
+                ID,
+                format!("connection to {} is closed", self.conn.remote),
+            ));
+        }
+        let (stream, io) = stream_pair(self.conn.remote.clone());
+        tokio::spawn(drive(self.conn.clone(), io));
+        Ok(stream)
+    }
+
+    fn remote(&self) -> &str {
+        &self.conn.remote
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+}
+
+/// Runs one stream: waits for the user's first frame, then makes the HTTP/2 request.
+async fn drive(conn: Arc<ClientConn>, io: StreamIo) {
+    let StreamIo {
+        incoming,
+        mut outgoing,
+    } = io;
+    let first = tokio::select! {
+        first = outgoing.recv() => first,
+        _ = incoming.closed() => None,
+    };
+    // Ended (or dropped) before sending anything: no request at all.
+    let Some(first) = first else { return };
+    let result = if conn.plain_unary && first.header(MICRO_STREAM).is_none() {
+        drop(outgoing);
+        unary(&conn, first, &incoming).await
+    } else {
+        framed(&conn, first, outgoing, &incoming).await
+    };
+    if let Err(err) = result {
+        let _ = incoming.send(Err(err)).await;
+    }
+}
+
+/// Opens the HTTP/2 request; `end` when the request has no body.
+async fn start(
+    conn: &ClientConn,
+    request: Request<()>,
+    end: bool,
+) -> Result<(h2::client::ResponseFuture, SendStream<Bytes>)> {
+    let mut send = conn
+        .send
+        .clone()
+        .ready()
+        .await
+        .map_err(|e| conn.broken(&e))?;
+    send.send_request(request, end).map_err(|e| conn.broken(&e))
+}
+
+/// Sends `data`, waiting for flow-control capacity; `false` when the stream is gone.
+async fn send_all(body: &mut SendStream<Bytes>, mut data: Bytes) -> bool {
+    while !data.is_empty() {
+        body.reserve_capacity(data.len());
+        match poll_fn(|cx| body.poll_capacity(cx)).await {
+            Some(Ok(0)) => continue,
+            Some(Ok(n)) => {
+                let chunk = data.split_to(n.min(data.len()));
+                if body.send_data(chunk, false).is_err() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A streaming exchange: every frame, the first included, goes in the request body.
+async fn framed(
+    conn: &ClientConn,
+    first: Message,
+    outgoing: mpsc::Receiver<Message>,
+    incoming: &mpsc::Sender<Result<Message>>,
+) -> Result<()> {
+    let first_bytes = frame::encode(0, &first, conn.max_body_size)?;
+    let (response, body) = start(conn, conn.request(&first, true), false).await?;
+    tokio::spawn(write_frames(
+        body,
+        first_bytes,
+        outgoing,
+        conn.max_body_size,
+        incoming.downgrade(),
+    ));
+    let response = tokio::select! {
+        response = response => response.map_err(|e| conn.broken(&e))?,
+        // The user dropped the receiver: the request still goes out, nobody reads replies.
+        _ = incoming.closed() => return Ok(()),
+    };
+    let (parts, mut body) = response.into_parts();
+    if parts.status != http::StatusCode::OK {
+        let text = collect(conn, &mut body).await.unwrap_or_default();
+        return Err(status_error(parts.status, &parts.headers, &text));
+    }
+    let mut decoder = Decoder::new(conn.max_body_size);
+    loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) if frame.is_reset() => {
+                    return Err(frame
+                        .message
+                        .header(MICRO_ERROR)
+                        .map(Error::parse)
+                        .unwrap_or_else(|| Error::unavailable(ID, "stream reset by the server")));
+                }
+                Ok(Some(frame)) => {
+                    let end = frame.is_end();
+                    if (!end || frame.has_message())
+                        && incoming.send(Ok(frame.message)).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                    if end {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => return Err(Error::new(ID, 502, err.detail)),
+            }
+        }
+        let next = tokio::select! {
+            next = body.data() => next,
+            _ = incoming.closed() => return Ok(()),
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                decoder.push(&chunk);
+            }
+            Some(Err(err)) => return Err(conn.broken(&err)),
+            None if decoder.has_partial() => {
+                return Err(Error::new(
+                    ID,
+                    502,
+                    "malformed frame: the response body ended inside a frame",
+                ));
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// User frames → request body, then END (or RESET if a frame cannot be encoded).
+async fn write_frames(
+    mut body: SendStream<Bytes>,
+    first: Bytes,
+    mut outgoing: mpsc::Receiver<Message>,
+    max: usize,
+    user: mpsc::WeakSender<Result<Message>>,
+) {
+    if !send_all(&mut body, first).await {
+        return;
+    }
+    loop {
+        let next = tokio::select! {
+            next = outgoing.recv() => next,
+            // The server reset the stream: stop, so the user's sends fail.
+            _ = poll_fn(|cx| body.poll_reset(cx)) => return,
+        };
+        let Some(message) = next else {
+            if send_all(&mut body, frame::end()).await {
+                let _ = body.send_data(Bytes::new(), true);
+            }
+            return;
+        };
+        match frame::encode(0, &message, max) {
+            Ok(bytes) => {
+                if !send_all(&mut body, bytes).await {
+                    return;
+                }
+            }
+            Err(err) => {
+                if send_all(&mut body, frame::reset(&err)).await {
+                    let _ = body.send_data(Bytes::new(), true);
+                }
+                if let Some(user) = user.upgrade() {
+                    let _ = user.send(Err(err)).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A plain POST: the first frame is the whole request; the response is one frame.
+async fn unary(
+    conn: &ClientConn,
+    first: Message,
+    incoming: &mpsc::Sender<Result<Message>>,
+) -> Result<()> {
+    let empty = first.body.is_empty();
+    let (response, mut body) = start(conn, conn.request(&first, false), empty).await?;
+    if !empty {
+        if !send_all(&mut body, first.body).await {
+            return Err(Error::unavailable(
+                ID,
+                format!("connection to {}: request not sent", conn.remote),
+            ));
+        }
+        let _ = body.send_data(Bytes::new(), true);
+    }
+    let response = response.await.map_err(|e| conn.broken(&e))?;
+    let (parts, mut body) = response.into_parts();
+    let payload = collect(conn, &mut body).await?;
+    let mut header = headers::from_http(&parts.headers)?;
+    if !parts.status.is_success() && !header.keys().any(|k| k.eq_ignore_ascii_case(MICRO_ERROR)) {
+        let err = status_error(parts.status, &parts.headers, &payload);
+        header.insert(MICRO_ERROR.to_string(), err.to_json());
+    }
+    let _ = incoming
+        .send(Ok(Message {
+            header,
+            body: payload,
+        }))
+        .await;
+    Ok(())
+}
+
+/// A whole response body, up to the size limit.
+async fn collect(conn: &ClientConn, body: &mut RecvStream) -> Result<Bytes> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| conn.broken(&e))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if out.len() + chunk.len() > conn.max_body_size {
+            return Err(Error::too_large(
+                ID,
+                format!(
+                    "response body is larger than the limit of {} bytes",
+                    conn.max_body_size
+                ),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// The error a non-200 response stands for: its `Micro-Error`, a JSON error body, or the
+/// status with the body as detail.
+fn status_error(status: http::StatusCode, head: &http::HeaderMap, body: &[u8]) -> Error {
+    if let Some(text) = head.get(MICRO_ERROR).and_then(|v| v.to_str().ok()) {
+        return Error::parse(text);
+    }
+    match serde_json::from_slice::<Error>(body) {
+        Ok(err) if err.code != 0 => err,
+        _ => Error::new(
+            ID,
+            status.as_u16(),
+            String::from_utf8_lossy(body).into_owned(),
+        ),
+    }
+}

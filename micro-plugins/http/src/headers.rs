@@ -1,0 +1,172 @@
+//! Mapping between HTTP header maps and frame headers, and the JSON error responses.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use micro_core::Error;
+use micro_core::transport::Message;
+use std::collections::HashMap;
+
+/// The header that marks a framed (streaming) exchange.
+pub const MICRO_STREAM: &str = "Micro-Stream";
+/// The header that carries an error's JSON.
+pub const MICRO_ERROR: &str = "Micro-Error";
+/// Content type of a framed response body.
+pub const FRAMES_CONTENT_TYPE: &str = "application/x-micro-frames";
+
+/// Headers that belong to one HTTP hop (or that HTTP computes itself) and never become, or
+/// come from, frame headers.
+const HTTP_ONLY: &[&str] = &[
+    "connection",
+    "content-length",
+    "expect",
+    "host",
+    "http2-settings",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether `name` is an HTTP-only header (see [`HTTP_ONLY`]).
+pub fn is_http_only(name: &str) -> bool {
+    HTTP_ONLY.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Go's canonical MIME header key: `micro-endpoint` → `Micro-Endpoint`, as go-micro sees
+/// HTTP headers.
+pub fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        if upper {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+        upper = c == '-';
+    }
+    out
+}
+
+/// Frame headers from an HTTP header map: HTTP-only headers dropped, keys in canonical
+/// form, repeated headers joined with `", "`. A value that is not UTF-8 is a 400 error.
+pub fn from_http(headers: &HeaderMap) -> Result<HashMap<String, String>, Error> {
+    let mut out: HashMap<String, String> = HashMap::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        if is_http_only(name.as_str()) {
+            continue;
+        }
+        let value = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| Error::bad_request(crate::ID, format!("header {name} is not UTF-8")))?;
+        out.entry(canonical(name.as_str()))
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
+    Ok(out)
+}
+
+/// An HTTP header map from frame headers. HTTP-only headers and headers HTTP cannot carry
+/// (invalid names, values with control characters) are left out and returned by name.
+pub fn to_http(header: &HashMap<String, String>, out: &mut HeaderMap) -> Vec<String> {
+    let mut skipped = Vec::new();
+    for (key, value) in header {
+        if is_http_only(key) {
+            continue;
+        }
+        match (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                out.append(name, value);
+            }
+            _ => skipped.push(key.clone()),
+        }
+    }
+    skipped
+}
+
+/// The HTTP status for a response frame: 200, or the code of its `Micro-Error` when that is
+/// a 4xx/5xx status, else 500.
+pub fn status_of(message: &Message) -> u16 {
+    match message.header(MICRO_ERROR) {
+        None => 200,
+        Some(text) => {
+            let code = Error::parse(text).code;
+            if (400..=599).contains(&code) {
+                code
+            } else {
+                500
+            }
+        }
+    }
+}
+
+/// An HTTP response for an error: its code as status, `Micro-Error` header and JSON body.
+pub fn error_response<B: From<Bytes>>(error: &Error) -> http::Response<B> {
+    let json = error.to_json();
+    let status = http::StatusCode::from_u16(error.code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = http::Response::new(B::from(Bytes::from(json.clone())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&json) {
+        headers.insert(HeaderName::from_static("micro-error"), value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_keys_like_go() {
+        assert_eq!(canonical("micro-endpoint"), "Micro-Endpoint");
+        assert_eq!(canonical("CONTENT-TYPE"), "Content-Type");
+        assert_eq!(canonical("x"), "X");
+    }
+
+    #[test]
+    fn maps_both_ways() {
+        let mut map = HeaderMap::new();
+        map.insert("micro-endpoint", HeaderValue::from_static("Greeter.Hello"));
+        map.insert("host", HeaderValue::from_static("example"));
+        map.append("x-list", HeaderValue::from_static("a"));
+        map.append("x-list", HeaderValue::from_static("b"));
+        let header = from_http(&map).unwrap();
+        assert_eq!(header.get("Micro-Endpoint").unwrap(), "Greeter.Hello");
+        assert_eq!(header.get("X-List").unwrap(), "a, b");
+        assert!(!header.contains_key("Host"));
+
+        let mut back = HeaderMap::new();
+        let mut frame = header.clone();
+        frame.insert("Bad Name".into(), "v".into());
+        frame.insert("Content-Length".into(), "9".into());
+        let skipped = to_http(&frame, &mut back);
+        assert_eq!(skipped, vec!["Bad Name".to_string()]);
+        assert_eq!(back.get("micro-endpoint").unwrap(), "Greeter.Hello");
+        assert!(back.get("content-length").is_none());
+    }
+
+    #[test]
+    fn status_from_error_header() {
+        let ok = Message::new("x");
+        assert_eq!(status_of(&ok), 200);
+        let nf = Message::default().with_header(MICRO_ERROR, Error::not_found("a", "b").to_json());
+        assert_eq!(status_of(&nf), 404);
+        let odd = Message::default().with_header("micro-error", r#"{"code":42,"detail":"x"}"#);
+        assert_eq!(status_of(&odd), 500);
+    }
+}

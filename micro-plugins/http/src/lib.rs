@@ -1,0 +1,35 @@
+//! micro-http: the go-micro compatible HTTP transport.
+//!
+//! One port serves HTTP/1.1 (keep-alive) and h2c (HTTP/2 with prior knowledge, no TLS).
+//! A plain `POST /` is one request frame and one response frame, so
+//! `curl -H 'Micro-Endpoint: Greeter.Hello' -d '{"name":"John"}' http://host:port/` calls a
+//! service; a POST with a `Micro-Stream` header carries binary frames both ways (full duplex
+//! over h2c). The client multiplexes every stream of an address over one h2c connection.
+//! The wire protocol is specified in `docs/protocol-http.md`.
+
+mod client;
+pub mod frame;
+mod headers;
+mod server;
+mod transport;
+
+pub use client::HttpConnection;
+pub use headers::FRAMES_CONTENT_TYPE;
+pub use server::{ACCEPT_BACKLOG, HttpListener};
+pub use transport::{HttpTransport, HttpTransportOptions, plugin};
+
+use micro_core::Plugins;
+
+/// Error id of errors raised by this transport.
+pub(crate) const ID: &str = "go.micro.transport";
+
+/// The plugins of this crate: the `http` transport.
+pub fn plugins() -> Plugins {
+    Plugins::new().with(plugin())
+}
+
+/// An I/O error as a micro error with the code `micro_core` gives its kind (refused → 503).
+pub(crate) fn io_error(err: std::io::Error, what: &str) -> micro_core::Error {
+    let detail = format!("{what}: {err}");
+    micro_core::Error::new(ID, micro_core::Error::from(err).code, detail)
+}

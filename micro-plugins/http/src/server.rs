@@ -1,0 +1,486 @@
+//! The listening side: one TCP port serving HTTP/1.1 (keep-alive) and h2c (HTTP/2 with prior
+//! knowledge) through hyper-util's `auto` connection builder. Every POST becomes a stream for
+//! [`Listener::accept`]; see docs/protocol-http.md for the exact mapping.
+
+use crate::ID;
+use crate::frame::{self, Decoder};
+use crate::headers::{self, FRAMES_CONTENT_TYPE, MICRO_ERROR, MICRO_STREAM};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use micro_core::logger::Logger;
+use micro_core::transport::{Listener, Message, STREAM_BUFFER, Stream, StreamIo, stream_pair};
+use micro_core::{Error, Result};
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Streams received but not yet accepted before new requests wait.
+pub const ACCEPT_BACKLOG: usize = 128;
+
+/// HTTP/2 flow-control windows the server offers (per stream, per connection).
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// What every connection of one listener shares.
+struct Shared {
+    streams: mpsc::Sender<Stream>,
+    max_body_size: usize,
+    logger: Logger,
+}
+
+/// A listening HTTP transport socket. Dropping it stops accepting connections and shuts the
+/// open ones down gracefully: requests already received finish, new ones are refused
+/// (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`).
+pub struct HttpListener {
+    address: String,
+    streams: mpsc::Receiver<Stream>,
+    _shutdown: DropGuard,
+}
+
+impl fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Listener for HttpListener {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    async fn accept(&mut self) -> Option<Stream> {
+        self.streams.recv().await
+    }
+}
+
+/// `:8080` → `0.0.0.0:8080`, empty → `0.0.0.0:0` (go-micro's address forms).
+fn bind_address(address: &str) -> String {
+    if address.is_empty() {
+        "0.0.0.0:0".to_string()
+    } else if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_string()
+    }
+}
+
+/// Binds `address` and serves it until the returned listener is dropped.
+pub(crate) async fn listen(
+    address: &str,
+    max_body_size: usize,
+    logger: Logger,
+) -> Result<HttpListener> {
+    let bind = bind_address(address);
+    let tcp = TcpListener::bind(&bind)
+        .await
+        .map_err(|e| crate::io_error(e, &format!("listen on {bind}")))?;
+    let local = tcp
+        .local_addr()
+        .map_err(|e| Error::internal(ID, format!("listen on {bind}: {e}")))?;
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    let token = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        streams: tx,
+        max_body_size,
+        logger,
+    });
+    tokio::spawn(accept_loop(tcp, shared, token.clone()));
+    Ok(HttpListener {
+        address: local.to_string(),
+        streams: rx,
+        _shutdown: token.drop_guard(),
+    })
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
+    builder
+}
+
+async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
+    let builder = Arc::new(builder());
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => return,
+            accepted = tcp.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                tokio::spawn(serve(
+                    builder.clone(),
+                    socket,
+                    peer,
+                    shared.clone(),
+                    token.clone(),
+                ));
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                shared
+                    .logger
+                    .in_scope(|| tracing::warn!(error = %err, "http transport: accept failed"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
+    // Small frames matter more than packet counts for RPC.
+    let _ = socket.set_nodelay(true);
+    let logger = shared.logger.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(request, peer, shared).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(socket), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = token.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        logger
+            .in_scope(|| tracing::debug!(%peer, error = %err, "http transport: connection ended"));
+    }
+}
+
+/// The body of every response: a whole body, or frames as the handler sends them.
+pub(crate) enum ResponseBody {
+    Full(Option<Bytes>),
+    Frames(mpsc::Receiver<Bytes>),
+}
+
+impl From<Bytes> for ResponseBody {
+    fn from(bytes: Bytes) -> Self {
+        ResponseBody::Full(Some(bytes))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Frames(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, ResponseBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            ResponseBody::Full(None) => SizeHint::with_exact(0),
+            ResponseBody::Frames(_) => SizeHint::default(),
+        }
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<ResponseBody> {
+    if request.method() != Method::POST {
+        let err = Error::method_not_allowed(
+            ID,
+            format!(
+                "method {} is not allowed: send a POST with the request as body",
+                request.method()
+            ),
+        );
+        let mut response = headers::error_response(&err);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    if request.headers().contains_key(MICRO_STREAM) {
+        framed(request, peer, shared).await
+    } else {
+        unary(request, peer, shared).await
+    }
+}
+
+fn closed_listener() -> Error {
+    Error::unavailable(ID, "the listener is closed")
+}
+
+/// A plain POST: one request frame in, one response frame out.
+async fn unary(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<ResponseBody> {
+    let max = shared.max_body_size;
+    let too_large = || {
+        Error::too_large(
+            ID,
+            format!("request body is larger than the limit of {max} bytes"),
+        )
+    };
+    let header = match headers::from_http(request.headers()) {
+        Ok(header) => header,
+        Err(err) => return headers::error_response(&err),
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return headers::error_response(&too_large());
+    }
+    let body = match Limited::new(request.into_body(), max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            return headers::error_response(&too_large());
+        }
+        Err(err) => {
+            let err = Error::bad_request(ID, format!("reading the request body: {err}"));
+            return headers::error_response(&err);
+        }
+    };
+    let (
+        stream,
+        StreamIo {
+            incoming,
+            mut outgoing,
+        },
+    ) = stream_pair(peer.to_string());
+    // The stream's own receiver is alive (inside `stream`), so this cannot fail.
+    let _ = incoming.send(Ok(Message { header, body })).await;
+    drop(incoming);
+    if shared.streams.send(stream).await.is_err() {
+        return headers::error_response(&closed_listener());
+    }
+    match outgoing.recv().await {
+        Some(reply) => frame_response(reply, &shared.logger),
+        None => headers::error_response(&Error::internal(
+            ID,
+            "the handler ended the stream without answering",
+        )),
+    }
+}
+
+/// The HTTP response of a unary exchange from the handler's frame.
+fn frame_response(reply: Message, logger: &Logger) -> Response<ResponseBody> {
+    let status = headers::status_of(&reply);
+    let error = reply.header(MICRO_ERROR).map(Error::parse);
+    let mut response = Response::new(ResponseBody::Full(None));
+    let skipped = headers::to_http(&reply.header, response.headers_mut());
+    if !skipped.is_empty() {
+        logger.in_scope(|| {
+            tracing::debug!(
+                ?skipped,
+                "http transport: headers HTTP cannot carry were left out"
+            )
+        });
+    }
+    let body = match error {
+        Some(err) if reply.body.is_empty() => {
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(err.to_json())
+        }
+        _ => reply.body,
+    };
+    *response.body_mut() = ResponseBody::Full(Some(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response
+}
+
+/// A `Micro-Stream` POST: frames in the request body, frames in the response body.
+async fn framed(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<ResponseBody> {
+    let (stream, StreamIo { incoming, outgoing }) = stream_pair(peer.to_string());
+    if shared.streams.send(stream).await.is_err() {
+        return headers::error_response(&closed_listener());
+    }
+    let (body_tx, body_rx) = mpsc::channel(STREAM_BUFFER);
+    let abort = CancellationToken::new();
+    let max = shared.max_body_size;
+    tokio::spawn(read_frames(
+        request.into_body(),
+        incoming,
+        body_tx.downgrade(),
+        abort.clone(),
+        max,
+        shared.logger.clone(),
+    ));
+    tokio::spawn(write_frames(
+        outgoing,
+        body_tx,
+        abort,
+        max,
+        shared.logger.clone(),
+    ));
+    let mut response = Response::new(ResponseBody::Frames(body_rx));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(FRAMES_CONTENT_TYPE),
+    );
+    response
+}
+
+/// Request body → frames for the handler. On a malformed frame the handler gets the error,
+/// the client gets a RESET frame, and the exchange ends.
+async fn read_frames(
+    mut body: Incoming,
+    incoming: mpsc::Sender<Result<Message>>,
+    out: mpsc::WeakSender<Bytes>,
+    abort: CancellationToken,
+    max: usize,
+    logger: Logger,
+) {
+    let mut decoder = Decoder::new(max);
+    let fail = |err: Error| fail_stream(err, &incoming, &out, &abort, &logger);
+    loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) if frame.is_reset() => {
+                    let err = frame
+                        .message
+                        .header(MICRO_ERROR)
+                        .map(Error::parse)
+                        .unwrap_or_else(|| Error::unavailable(ID, "stream reset by the client"));
+                    let _ = incoming.send(Err(err)).await;
+                    abort.cancel();
+                    return;
+                }
+                Ok(Some(frame)) => {
+                    let end = frame.is_end();
+                    if (!end || frame.has_message())
+                        && incoming.send(Ok(frame.message)).await.is_err()
+                    {
+                        return;
+                    }
+                    if end {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => return fail(err).await,
+            }
+        }
+        let next = tokio::select! {
+            next = body.frame() => next,
+            // The handler stopped reading: nothing more to deliver.
+            _ = incoming.closed() => return,
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                if let Ok(data) = chunk.into_data() {
+                    decoder.push(&data);
+                }
+            }
+            Some(Err(err)) => {
+                let err = Error::unavailable(ID, format!("reading the request stream: {err}"));
+                let _ = incoming.send(Err(err)).await;
+                return;
+            }
+            // The body ended without an END frame: the end of the body ends the stream.
+            None if decoder.has_partial() => {
+                return fail(Error::bad_request(
+                    ID,
+                    "malformed frame: the request body ended inside a frame",
+                ))
+                .await;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Reports a malformed request stream to the handler and to the client, and ends it.
+async fn fail_stream(
+    err: Error,
+    incoming: &mpsc::Sender<Result<Message>>,
+    out: &mpsc::WeakSender<Bytes>,
+    abort: &CancellationToken,
+    logger: &Logger,
+) {
+    logger.in_scope(|| tracing::debug!(error = %err, "http transport: bad request stream"));
+    let _ = incoming.send(Err(err.clone())).await;
+    if let Some(out) = out.upgrade() {
+        let _ = out.send(frame::reset(&err)).await;
+    }
+    abort.cancel();
+}
+
+/// Handler frames → response body, then an END frame when the handler drops its sender.
+async fn write_frames(
+    mut outgoing: mpsc::Receiver<Message>,
+    out: mpsc::Sender<Bytes>,
+    abort: CancellationToken,
+    max: usize,
+    logger: Logger,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = abort.cancelled() => return,
+            next = outgoing.recv() => next,
+        };
+        let Some(message) = next else {
+            let _ = out.send(frame::end()).await;
+            return;
+        };
+        match frame::encode(0, &message, max) {
+            Ok(bytes) => {
+                if out.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                logger.in_scope(|| tracing::debug!(error = %err, "http transport: reply not sent"));
+                let _ = out.send(frame::reset(&err)).await;
+                abort.cancel();
+                return;
+            }
+        }
+    }
+}
