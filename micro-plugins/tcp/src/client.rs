@@ -1,0 +1,149 @@
+//! The dialing side: connecting, and the [`TcpConnection`] handle that opens streams.
+
+use crate::conn::{self, Control, Event, Handles, Outgoing, Settings, Side};
+use micro_core::transport::{Connection, Stream, stream_pair};
+use micro_core::{Error, Result};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// A live dialled connection, shared by the pool and every handle to it.
+pub(crate) struct Shared {
+    remote: String,
+    /// The next stream id; ids count up from 1 and are never reused.
+    next_id: AtomicU32,
+    handles: Handles,
+}
+
+impl Shared {
+    /// Whether the connection ended (or can open no more streams).
+    pub fn is_closed(&self) -> bool {
+        self.handles.closed.get() || self.next_id.load(Ordering::Relaxed) == u32::MAX
+    }
+}
+
+impl Drop for Shared {
+    /// The last handle is gone: the reader closes the connection once no stream is open.
+    fn drop(&mut self) {
+        let _ = self.handles.events.send(Event::Orphaned);
+    }
+}
+
+/// Connects to `address` within `timeout` and starts the connection's tasks. Connections
+/// without open streams close after `idle` (when given).
+pub(crate) async fn connect(
+    address: &str,
+    timeout: Duration,
+    idle: Option<Duration>,
+    settings: &Settings,
+) -> Result<Arc<Shared>> {
+    let socket = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(error)) => {
+            return Err(Error::unavailable(
+                crate::ID,
+                format!("cannot connect to {address}: {error}"),
+            ));
+        }
+        Err(_) => {
+            return Err(Error::timeout(
+                crate::ID,
+                format!("connecting to {address}: no answer within {timeout:?}"),
+            ));
+        }
+    };
+    socket.set_nodelay(true).map_err(|error| {
+        Error::unavailable(crate::ID, format!("connection to {address}: {error}"))
+    })?;
+    let handles = conn::spawn(socket, address.to_string(), Side::Client { idle }, settings);
+    Ok(Arc::new(Shared {
+        remote: address.to_string(),
+        next_id: AtomicU32::new(1),
+        handles,
+    }))
+}
+
+/// A handle to a dialled connection (possibly pooled and shared with other callers).
+/// Dropping it does not close the connection: the pool keeps it until it is idle for the
+/// pool TTL; an unpooled connection closes once its last handle is dropped and its last
+/// stream ended.
+#[derive(Clone)]
+pub struct TcpConnection {
+    shared: Arc<Shared>,
+}
+
+impl TcpConnection {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        TcpConnection { shared }
+    }
+
+    /// Whether two handles share one connection.
+    pub fn same_connection(&self, other: &TcpConnection) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl fmt::Debug for TcpConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpConnection")
+            .field("remote", &self.shared.remote)
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Connection for TcpConnection {
+    async fn open_stream(&self) -> Result<Stream> {
+        let shared = &self.shared;
+        let closed = || {
+            Error::unavailable(
+                crate::ID,
+                format!("connection to {} is closed", shared.remote),
+            )
+        };
+        if shared.handles.closed.get() {
+            return Err(closed());
+        }
+        let id = shared
+            .next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| {
+                (id < u32::MAX).then_some(id + 1)
+            })
+            .map_err(|_| {
+                Error::unavailable(
+                    crate::ID,
+                    format!("connection to {}: stream ids used up", shared.remote),
+                )
+            })?;
+        let (stream, io) = stream_pair(shared.remote.clone());
+        let (outgoing, abort) = Outgoing::new(id, io.outgoing);
+        // The reader learns of the stream before the writer can send its first frame, so a
+        // reply never finds the id unknown.
+        shared
+            .handles
+            .events
+            .send(Event::Open {
+                id,
+                incoming: io.incoming,
+                abort,
+            })
+            .map_err(|_| closed())?;
+        shared
+            .handles
+            .control
+            .send(Control::Register(id, outgoing))
+            .map_err(|_| closed())?;
+        Ok(stream)
+    }
+
+    fn remote(&self) -> &str {
+        &self.shared.remote
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+}

@@ -1,0 +1,106 @@
+//! Connections kept per address (`client.pool_size`, `client.pool_ttl`).
+//!
+//! - Up to `size` live connections per address, handed out round-robin; while fewer exist,
+//!   each dial makes a new one (one connect at a time per address).
+//! - Broken connections are dropped from the pool when next seen, and replaced.
+//! - A connection closes itself after `ttl` without open streams (`ttl` 0: never).
+//! - `size` 0 turns pooling off: each dial makes a connection of its own, closed once its
+//!   handles are dropped and its streams ended.
+
+use crate::client::{Shared, connect};
+use crate::conn::Settings;
+use micro_core::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Addresses kept in the table before empty entries are swept.
+const SWEEP_AT: usize = 64;
+
+/// The connections of one address.
+#[derive(Default)]
+struct Slot {
+    conns: Vec<Arc<Shared>>,
+    next: usize,
+    /// Held while connecting, so concurrent dials do not overshoot the pool size.
+    connecting: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Slot {
+    /// Drops broken connections; then a live one round-robin if the pool is full.
+    fn pick(&mut self, size: usize) -> Option<Arc<Shared>> {
+        self.conns.retain(|c| !c.is_closed());
+        if self.conns.is_empty() || self.conns.len() < size {
+            return None;
+        }
+        self.next = self.next.wrapping_add(1);
+        self.conns.get(self.next % self.conns.len()).cloned()
+    }
+}
+
+/// The pool of a transport.
+pub(crate) struct Pool {
+    size: usize,
+    ttl: Duration,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Pool {
+    /// A pool of `size` connections per address, idle ones closed after `ttl`.
+    pub fn new(size: usize, ttl: Duration) -> Self {
+        Pool {
+            size,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn idle(&self) -> Option<Duration> {
+        (!self.ttl.is_zero()).then_some(self.ttl)
+    }
+
+    /// A connection to `address`.
+    pub async fn get(
+        &self,
+        address: &str,
+        timeout: Duration,
+        settings: &Settings,
+    ) -> Result<Arc<Shared>> {
+        if self.size == 0 {
+            return connect(address, timeout, None, settings).await;
+        }
+        let connecting = {
+            let mut slots = self.lock();
+            if slots.len() > SWEEP_AT {
+                slots.retain(|_, slot| {
+                    slot.conns.retain(|c| !c.is_closed());
+                    !slot.conns.is_empty() || Arc::strong_count(&slot.connecting) > 1
+                });
+            }
+            let slot = slots.entry(address.to_string()).or_default();
+            if let Some(conn) = slot.pick(self.size) {
+                return Ok(conn);
+            }
+            slot.connecting.clone()
+        };
+        let _connecting = connecting.lock().await;
+        if let Some(conn) = self
+            .lock()
+            .get_mut(address)
+            .and_then(|slot| slot.pick(self.size))
+        {
+            return Ok(conn);
+        }
+        let conn = connect(address, timeout, self.idle(), settings).await?;
+        self.lock()
+            .entry(address.to_string())
+            .or_default()
+            .conns
+            .push(conn.clone());
+        Ok(conn)
+    }
+}

@@ -1,0 +1,520 @@
+//! The reader task of a connection: reads the socket in large chunks, decodes every complete
+//! frame and routes it by stream id. It owns the stream table.
+//!
+//! Stream life cycle (both sides): a stream id is forgotten once this side has both sent a
+//! terminal frame (END or RESET) and received one. A data frame for a stream whose user
+//! dropped the receiver makes this side abort the stream with RESET (also after its own END:
+//! it tells the peer to stop sending); receiving RESET fails the user's receiver, stops the
+//! user's sender and, unless this side already sent END or RESET, answers with RESET.
+//!
+//! Delivery waits when a stream's receiver is full, which pauses reading the whole
+//! connection (TCP flow control does the rest); events are still handled meanwhile.
+
+use crate::conn::{Closed, Control, Event, IdBuild, Outgoing, Settings, Side, fail};
+use crate::frame::{self, Frame};
+use bytes::BytesMut;
+use futures::stream::AbortHandle;
+use micro_core::logger::Logger;
+use micro_core::transport::{Message, Stream, stream_pair};
+use micro_core::{Error, Result};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+
+/// Bytes asked of each read when the buffer runs low.
+const READ_CHUNK: usize = 64 * 1024;
+/// Free space below which the buffer grows before reading.
+const MIN_FREE: usize = 4 * 1024;
+/// How long a connection that sent a bad frame is drained after the error frame, so that
+/// closing it does not reset the connection (and destroy the error frame) in the peer; also
+/// how long a graceful close waits for the writer to flush.
+const LINGER: Duration = Duration::from_secs(1);
+/// Bytes drained at most during [`LINGER`].
+const LINGER_BYTES: usize = 1 << 20;
+
+/// One stream as the reader tracks it.
+struct Entry {
+    /// The user's receiver's channel; `None` once the peer ended (or the user stopped
+    /// reading).
+    incoming: Option<mpsc::Sender<Result<Message>>>,
+    /// Stops the writer forwarding the user's frames.
+    abort: AbortHandle,
+    /// This side sent END or RESET.
+    local_done: bool,
+    /// This side sent RESET.
+    reset_sent: bool,
+    /// The peer sent END or RESET.
+    remote_done: bool,
+}
+
+impl Entry {
+    fn new(incoming: mpsc::Sender<Result<Message>>, abort: AbortHandle) -> Self {
+        Entry {
+            incoming: Some(incoming),
+            abort,
+            local_done: false,
+            reset_sent: false,
+            remote_done: false,
+        }
+    }
+}
+
+/// Why the reader stopped.
+enum Exit {
+    /// Connection lost or closed: fail open streams with this error.
+    Closed(Error),
+    /// The peer broke the protocol: tell it (stream 0), fail open streams, close.
+    Protocol(Error),
+    /// Nothing open and nobody needs the connection (idle or orphaned): close gracefully.
+    Quiet,
+}
+
+/// What woke the reader up.
+enum Wake {
+    Event(Option<Event>),
+    Idle,
+    Read(std::io::Result<usize>),
+}
+
+/// Closing a client connection after `ttl` without open streams.
+struct Idle {
+    ttl: Duration,
+    timer: Pin<Box<Sleep>>,
+    /// When the table last became empty; `None` while streams are open.
+    since: Option<Instant>,
+}
+
+/// The reader task's state.
+pub(crate) struct Reader {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    remote: String,
+    max: usize,
+    streams: HashMap<u32, Entry, IdBuild>,
+    events: mpsc::UnboundedReceiver<Event>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Dropping it stops the writer.
+    kill: oneshot::Sender<()>,
+    closed: Closed,
+    /// Server side: where new streams go.
+    accept: Option<mpsc::Sender<Stream>>,
+    /// Client side: the last handle is gone.
+    orphaned: bool,
+    idle: Option<Idle>,
+    logger: Logger,
+}
+
+/// The reader's links to the rest of its connection.
+pub(crate) struct Links {
+    /// Messages to the reader.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Messages to the writer.
+    pub control: mpsc::UnboundedSender<Control>,
+    /// Dropping it stops the writer.
+    pub kill: oneshot::Sender<()>,
+    /// The connection's closed flag.
+    pub closed: Closed,
+}
+
+impl Reader {
+    /// A reader for one connection.
+    pub fn new(
+        read: OwnedReadHalf,
+        remote: String,
+        side: Side,
+        links: Links,
+        settings: &Settings,
+    ) -> Self {
+        let Links {
+            events,
+            control,
+            kill,
+            closed,
+        } = links;
+        let (accept, idle) = match side {
+            Side::Client { idle } => (None, idle),
+            Side::Server { accept } => (Some(accept), None),
+        };
+        Reader {
+            read,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            remote,
+            max: settings.max_frame_size,
+            streams: HashMap::default(),
+            events,
+            control,
+            kill,
+            closed,
+            accept,
+            orphaned: false,
+            idle: idle.map(|ttl| Idle {
+                ttl,
+                timer: Box::pin(tokio::time::sleep(ttl)),
+                since: Some(Instant::now()),
+            }),
+            logger: settings.logger.clone(),
+        }
+    }
+
+    /// Runs until the connection ends, then fails what is still open. Returning drops the
+    /// `kill` sender, which stops the writer.
+    pub async fn run(mut self) {
+        let exit = self.serve().await;
+        self.closed.set();
+        match exit {
+            Exit::Quiet => {
+                self.log_debug("closing unused connection");
+                self.finish(Error::unavailable(crate::ID, "connection closed"));
+                // Let the writer flush the last END frames and send FIN.
+                let _ = self.control.send(Control::Shutdown);
+                let _ = tokio::time::timeout(LINGER, self.kill.closed()).await;
+            }
+            Exit::Closed(error) => {
+                self.log_debug(&error.detail);
+                self.finish(error);
+            }
+            Exit::Protocol(error) => {
+                let detail = format!("protocol error from {}: {}", self.remote, error.detail);
+                self.logger
+                    .in_scope(|| tracing::warn!(remote = %self.remote, "{detail}"));
+                // The writer sends the error frame, then closes its half.
+                let _ = self.control.send(Control::Fatal(error.clone()));
+                self.finish(error);
+                self.linger().await;
+            }
+        }
+    }
+
+    /// The main loop.
+    async fn serve(&mut self) -> Exit {
+        loop {
+            loop {
+                match frame::decode(&mut self.buf, self.max) {
+                    Ok(Some(frame)) => {
+                        if let Err(exit) = self.on_frame(frame).await {
+                            return exit;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => return Exit::Protocol(error.to_error()),
+                }
+            }
+            if self.orphaned && self.streams.is_empty() {
+                return Exit::Quiet;
+            }
+            self.reserve();
+            let wake = tokio::select! {
+                biased;
+                event = self.events.recv() => Wake::Event(event),
+                _ = idle_timer(&mut self.idle) => Wake::Idle,
+                read = self.read.read_buf(&mut self.buf) => Wake::Read(read),
+            };
+            match wake {
+                Wake::Event(Some(event)) => {
+                    if let Err(exit) = self.on_event(event) {
+                        return exit;
+                    }
+                }
+                // The writer holds a sender until it ends, and the reader ends it.
+                Wake::Event(None) => return Exit::Closed(self.gone("closed")),
+                Wake::Idle => {
+                    if let Some(idle) = &mut self.idle {
+                        let now = Instant::now();
+                        match idle.since {
+                            Some(since) if now.duration_since(since) >= idle.ttl => {
+                                return Exit::Quiet;
+                            }
+                            Some(since) => idle.timer.as_mut().reset(since + idle.ttl),
+                            None => idle.timer.as_mut().reset(now + idle.ttl),
+                        }
+                    }
+                }
+                Wake::Read(Ok(0)) if self.buf.is_empty() => {
+                    return Exit::Closed(self.gone("closed by the peer"));
+                }
+                Wake::Read(Ok(0)) => {
+                    return Exit::Protocol(Error::bad_request(
+                        crate::ID,
+                        format!(
+                            "truncated frame: connection closed with {} bytes of a frame unread",
+                            self.buf.len()
+                        ),
+                    ));
+                }
+                Wake::Read(Ok(_)) => {}
+                Wake::Read(Err(error)) => return Exit::Closed(self.gone(&error.to_string())),
+            }
+        }
+    }
+
+    /// The error open streams get when the connection ends.
+    fn gone(&self, why: &str) -> Error {
+        Error::unavailable(crate::ID, format!("connection to {}: {why}", self.remote))
+    }
+
+    /// Makes room for the next read: the whole pending frame if its size is known.
+    fn reserve(&mut self) {
+        let free = self.buf.capacity() - self.buf.len();
+        let want = match frame::peek_size(&self.buf) {
+            // decode already checked the size against the limit.
+            Some(size) if size > self.buf.len() => (size - self.buf.len()).max(MIN_FREE),
+            _ => MIN_FREE,
+        };
+        if free < want {
+            self.buf.reserve(want.max(READ_CHUNK));
+        }
+    }
+
+    /// Routes one decoded frame.
+    async fn on_frame(&mut self, frame: Frame) -> Result<(), Exit> {
+        let id = frame.stream;
+        if id == frame::CONNECTION {
+            // The only stream-0 frame defined is the connection error; others are ignored.
+            return match frame.error() {
+                Some(error) => Err(Exit::Closed(error)),
+                None => Ok(()),
+            };
+        }
+        let mut opened = None;
+        if !self.streams.contains_key(&id) {
+            // A stream this client just opened may still be queued as an event.
+            while let Ok(event) = self.events.try_recv() {
+                self.on_event(event)?;
+            }
+            if !self.streams.contains_key(&id) {
+                if self.accept.is_none() || frame.is_reset() {
+                    return Ok(()); // late frame of a forgotten stream
+                }
+                opened = Some(self.open(id)?);
+            }
+        }
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if frame.is_reset() {
+            entry.remote_done = true;
+            if let Some(tx) = entry.incoming.take() {
+                let reason = frame
+                    .error()
+                    .unwrap_or_else(|| Error::unavailable(crate::ID, "stream reset by peer"));
+                fail(tx, reason);
+            }
+            self.stop_sending(id, Reset::Answer);
+        } else if frame.is_end() {
+            entry.remote_done = true;
+            entry.incoming = None;
+        } else if let Some(tx) = &entry.incoming {
+            let delivered = match tx.try_send(Ok(frame.message)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    let tx = tx.clone();
+                    self.wait_send(tx, item).await?
+                }
+            };
+            if !delivered {
+                if let Some(entry) = self.streams.get_mut(&id) {
+                    entry.incoming = None;
+                }
+                self.stop_sending(id, Reset::StoppedReceiving);
+            }
+        }
+        // A data frame after END, or for a stream this side reset, is dropped.
+        self.forget_if_done(id);
+        match opened {
+            // Handed over only now, with its first frame already in it: a user who drops
+            // the stream at once does not make this side reset it for that frame.
+            Some(stream) => self.hand_over(stream).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends on a full channel: waits for room, handling events meanwhile (a close among
+    /// them ends the wait). `Ok(false)`: the receiver is gone.
+    async fn wait_send<T>(&mut self, tx: mpsc::Sender<T>, item: T) -> Result<bool, Exit> {
+        let send = tx.send(item);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => return Ok(sent.is_ok()),
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_event(event)?,
+                    None => return Err(Exit::Closed(self.gone("closed"))),
+                },
+            }
+        }
+    }
+
+    /// Opens a stream the peer started (server side); the caller hands it to the listener.
+    fn open(&mut self, id: u32) -> Result<Stream, Exit> {
+        let (stream, io) = stream_pair(self.remote.clone());
+        let (outgoing, abort) = Outgoing::new(id, io.outgoing);
+        if self.control.send(Control::Register(id, outgoing)).is_err() {
+            return Err(Exit::Closed(self.gone("writer stopped")));
+        }
+        self.streams.insert(id, Entry::new(io.incoming, abort));
+        Ok(stream)
+    }
+
+    /// Gives a stream the peer opened to the listener's `accept`.
+    async fn hand_over(&mut self, stream: Stream) -> Result<(), Exit> {
+        let Some(accept) = self.accept.clone() else {
+            return Ok(());
+        };
+        let accepted = match accept.try_send(stream) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(stream)) => self.wait_send(accept, stream).await?,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if accepted {
+            Ok(())
+        } else {
+            Err(Exit::Closed(self.gone("listener closed")))
+        }
+    }
+
+    /// Stops the user's sending direction of `id` and makes the writer send RESET when
+    /// `why` calls for it.
+    fn stop_sending(&mut self, id: u32, why: Reset) {
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        entry.abort.abort();
+        let send = match why {
+            Reset::Answer => !entry.local_done,
+            Reset::StoppedReceiving => !entry.reset_sent,
+        };
+        if send {
+            entry.local_done = true;
+            entry.reset_sent = true;
+            let reason = match why {
+                Reset::Answer => "stream reset by peer",
+                Reset::StoppedReceiving => "the peer stopped receiving",
+            };
+            let _ = self
+                .control
+                .send(Control::Reset(id, Error::unavailable(crate::ID, reason)));
+        }
+    }
+
+    /// Handles a message from a handle, the listener or the writer.
+    fn on_event(&mut self, event: Event) -> Result<(), Exit> {
+        match event {
+            Event::Open {
+                id,
+                incoming,
+                abort,
+            } => {
+                self.streams.insert(id, Entry::new(incoming, abort));
+                if let Some(idle) = &mut self.idle {
+                    idle.since = None;
+                }
+            }
+            Event::LocalEnd(id) => {
+                if let Some(entry) = self.streams.get_mut(&id) {
+                    entry.local_done = true;
+                    self.forget_if_done(id);
+                }
+            }
+            Event::SendFailed(id, error) => {
+                if let Some(entry) = self.streams.get_mut(&id) {
+                    entry.local_done = true;
+                    entry.reset_sent = true;
+                    entry.abort.abort();
+                    if let Some(tx) = entry.incoming.take() {
+                        fail(tx, error);
+                    }
+                    self.forget_if_done(id);
+                }
+            }
+            Event::Close(error) => return Err(Exit::Closed(error)),
+            Event::Orphaned => self.orphaned = true,
+        }
+        Ok(())
+    }
+
+    /// Forgets `id` once both directions ended.
+    fn forget_if_done(&mut self, id: u32) {
+        if self
+            .streams
+            .get(&id)
+            .is_some_and(|e| e.local_done && e.remote_done)
+        {
+            self.streams.remove(&id);
+            if self.streams.is_empty()
+                && let Some(idle) = &mut self.idle
+            {
+                idle.since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Fails every open stream (and any stream opened meanwhile) with `error`; afterwards
+    /// no stream can be opened on this connection.
+    fn finish(&mut self, error: Error) {
+        self.events.close();
+        while let Ok(event) = self.events.try_recv() {
+            if let Event::Open { incoming, .. } = event {
+                fail(incoming, error.clone());
+            }
+        }
+        for (_, entry) in self.streams.drain() {
+            entry.abort.abort();
+            if let Some(tx) = entry.incoming {
+                fail(tx, error.clone());
+            }
+        }
+    }
+
+    /// After a protocol error: reads and drops what the peer still sends, for a short while,
+    /// so that the close is a clean FIN that lets the peer read the error frame.
+    async fn linger(&mut self) {
+        let deadline = tokio::time::sleep(LINGER);
+        tokio::pin!(deadline);
+        let mut drained = 0;
+        loop {
+            self.buf.clear();
+            self.buf.reserve(READ_CHUNK);
+            tokio::select! {
+                _ = &mut deadline => return,
+                read = self.read.read_buf(&mut self.buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        drained += n;
+                        if drained > LINGER_BYTES {
+                            return;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn log_debug(&self, what: &str) {
+        self.logger
+            .in_scope(|| tracing::debug!(remote = %self.remote, "{what}"));
+    }
+}
+
+/// Why this side resets a stream.
+#[derive(Clone, Copy)]
+enum Reset {
+    /// The peer reset it: answer unless this side already sent END or RESET.
+    Answer,
+    /// The user dropped the receiver while the peer still sends: ask it to stop, even after
+    /// this side's END.
+    StoppedReceiving,
+}
+
+/// Waits for the idle timer, or forever without one.
+async fn idle_timer(idle: &mut Option<Idle>) {
+    match idle {
+        Some(idle) => idle.timer.as_mut().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,126 @@
+//! The listening side: an accept loop task, one reader and writer per accepted connection,
+//! and the [`TcpListener`] that yields the streams peers open.
+
+use crate::conn::{self, Event, Settings, Side};
+use micro_core::transport::{Listener, Stream};
+use micro_core::{Error, Result};
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Streams opened by peers but not yet accepted; beyond this, connections stop reading.
+pub const ACCEPT_BACKLOG: usize = 128;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// A listening socket. Dropping it stops accepting and closes every connection it
+/// accepted (their open streams fail with 503).
+pub struct TcpListener {
+    address: String,
+    streams: mpsc::Receiver<Stream>,
+    _stop: DropGuard,
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Listener for TcpListener {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    async fn accept(&mut self) -> Option<Stream> {
+        self.streams.recv().await
+    }
+}
+
+/// Binds `address` and starts accepting.
+pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpListener> {
+    let socket = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            let detail = format!("cannot listen on {address}: {error}");
+            match error.kind() {
+                std::io::ErrorKind::AddrInUse => Error::conflict(crate::ID, detail),
+                std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::InvalidInput => {
+                    Error::bad_request(crate::ID, detail)
+                }
+                _ => Error::internal(crate::ID, detail),
+            }
+        })?;
+    let bound = socket
+        .local_addr()
+        .map_err(|error| Error::internal(crate::ID, format!("listening on {address}: {error}")))?
+        .to_string();
+    let stop = CancellationToken::new();
+    let (accept, streams) = mpsc::channel(ACCEPT_BACKLOG);
+    tokio::spawn(accept_loop(socket, accept, stop.clone(), settings.clone()));
+    Ok(TcpListener {
+        address: bound,
+        streams,
+        _stop: stop.drop_guard(),
+    })
+}
+
+/// Accepts connections until `stop`, then closes them. Each connection has its own tasks,
+/// so one bad connection never affects the others or this loop.
+async fn accept_loop(
+    socket: tokio::net::TcpListener,
+    accept: mpsc::Sender<Stream>,
+    stop: CancellationToken,
+    settings: Settings,
+) {
+    // The live connections, to close when the listener goes (weak: ended ones drop out).
+    let mut connections: Vec<mpsc::WeakUnboundedSender<Event>> = Vec::new();
+    let mut prune_at = 64;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = socket.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Nagle only delays frames; failing to turn it off is harmless.
+                let _ = stream.set_nodelay(true);
+                let handles = conn::spawn(
+                    stream,
+                    peer.to_string(),
+                    Side::Server {
+                        accept: accept.clone(),
+                    },
+                    &settings,
+                );
+                connections.push(handles.events.downgrade());
+                if connections.len() >= prune_at {
+                    connections.retain(|c| c.strong_count() > 0);
+                    prune_at = (connections.len() * 2).max(64);
+                }
+            }
+            Err(error) => {
+                settings
+                    .logger
+                    .in_scope(|| tracing::warn!(%error, "accepting a connection failed"));
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(ACCEPT_RETRY) => {}
+                }
+            }
+        }
+    }
+    for connection in connections {
+        if let Some(events) = connection.upgrade() {
+            let _ = events.send(Event::Close(Error::unavailable(
+                crate::ID,
+                "the listener was closed",
+            )));
+        }
+    }
+}
