@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+pub mod frame;
+
 /// Frames buffered per stream direction before `send` waits.
 pub const STREAM_BUFFER: usize = 64;
 

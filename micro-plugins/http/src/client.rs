@@ -251,8 +251,9 @@ async fn framed(
     outgoing: mpsc::Receiver<Message>,
     incoming: &mpsc::Sender<Result<Message>>,
 ) -> Result<()> {
-    let first_bytes = frame::encode(0, &first, conn.max_body_size)?;
-    let (response, body) = start(conn, conn.request(&first, true), false).await?;
+    let request = conn.request(&first, true);
+    let first_bytes = frame::encode(0, first, conn.max_body_size)?;
+    let (response, body) = start(conn, request, false).await?;
     tokio::spawn(write_frames(
         body,
         first_bytes,
@@ -283,7 +284,7 @@ async fn framed(
                 }
                 Ok(Some(frame)) => {
                     let end = frame.is_end();
-                    if (!end || frame.has_message())
+                    if (!end || frame::has_message(&frame))
                         && incoming.send(Ok(frame.message)).await.is_err()
                     {
                         return Ok(());
@@ -341,7 +342,7 @@ async fn write_frames(
             }
             return;
         };
-        match frame::encode(0, &message, max) {
+        match frame::encode(0, message, max) {
             Ok(bytes) => {
                 if !send_all(&mut body, bytes).await {
                     return;

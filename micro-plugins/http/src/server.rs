@@ -393,7 +393,7 @@ async fn read_frames(
                 }
                 Ok(Some(frame)) => {
                     let end = frame.is_end();
-                    if (!end || frame.has_message())
+                    if (!end || frame::has_message(&frame))
                         && incoming.send(Ok(frame.message)).await.is_err()
                     {
                         return;
@@ -469,7 +469,7 @@ async fn write_frames(
             let _ = out.send(frame::end()).await;
             return;
         };
-        match frame::encode(0, &message, max) {
+        match frame::encode(0, message, max) {
             Ok(bytes) => {
                 if out.send(bytes).await.is_err() {
                     return;

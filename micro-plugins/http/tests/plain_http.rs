@@ -230,7 +230,7 @@ async fn streaming_over_http1_request_then_response() {
     for i in 0..3 {
         let message =
             Message::new(format!("frame {i}")).with_header("Micro-Endpoint", "Echo.Stream");
-        body.extend_from_slice(&frame::encode(0, &message, 1 << 20).unwrap());
+        body.extend_from_slice(&frame::encode(0, message.clone(), 1 << 20).unwrap());
     }
     body.extend_from_slice(&frame::end());
     let replies = http1(
@@ -288,7 +288,7 @@ async fn malformed_frames_fail_one_exchange_only() {
         vec![0, 0, 0, 2, 0, 0],
         vec![0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 5],
         // A good frame cut short by the end of the body.
-        frame::encode(0, &Message::new("cut"), 1024).unwrap()[..6].to_vec(),
+        frame::encode(0, Message::new("cut"), 1024).unwrap()[..6].to_vec(),
     ];
     for bad in bad_bodies {
         let replies = http1(

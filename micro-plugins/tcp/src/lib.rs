@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-pub mod frame;
+pub use micro_core::transport::frame;
 
 mod client;
 mod conn;

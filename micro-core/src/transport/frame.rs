@@ -1,5 +1,6 @@
 //! The wire format of one frame, as pure functions over byte buffers (no I/O), so that it can
-//! be tested and fuzzed on its own. `docs/protocol-tcp.md` is the normative description.
+//! be tested and fuzzed on its own. `docs/protocol-tcp.md` is the normative description. Used by the `tcp` transport on
+//! sockets and by the `http` transport in streaming bodies.
 //!
 //! ```text
 //! u32 length (BE, bytes after this field) | u32 stream id (BE) | u8 flags | u16 header count (BE)
@@ -7,11 +8,14 @@
 //! body: the remaining bytes
 //! ```
 
+use crate::Error;
+use crate::transport::Message;
 use bytes::{Buf, BufMut, BytesMut};
-use micro_core::Error;
-use micro_core::transport::Message;
 use std::collections::HashMap;
 use std::fmt;
+
+/// Who raises frame errors.
+const ID: &str = "go.micro.transport";
 
 /// Flag: the sender closes its direction of the stream; the frame carries no message.
 pub const END: u8 = 0x01;
@@ -108,8 +112,8 @@ impl FrameError {
     /// The error sent to the peer: 413 for oversize, 400 for malformed.
     pub fn to_error(&self) -> Error {
         match self {
-            FrameError::TooLarge { .. } => Error::too_large(crate::ID, self.to_string()),
-            FrameError::Malformed(_) => Error::bad_request(crate::ID, self.to_string()),
+            FrameError::TooLarge { .. } => Error::too_large(ID, self.to_string()),
+            FrameError::Malformed(_) => Error::bad_request(ID, self.to_string()),
         }
     }
 
