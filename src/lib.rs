@@ -18,6 +18,16 @@
 pub use micro_core::*;
 pub use micro_derive::Component;
 
+/// What generated code uses, at absolute paths (`::micro::__private::...`); not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use micro_core::__private::*;
+    pub use micro_core::{
+        Context, Error, Result, Streaming, client, codec, local, registry, server,
+    };
+    pub use schemars;
+}
+
 #[cfg(feature = "file")]
 pub use micro_file as file;
 #[cfg(feature = "http")]

@@ -174,3 +174,74 @@ pub async fn publish<T: Payload>(client: &dyn Client, topic: &str, message: &T) 
     );
     client.publish(topic, message).await
 }
+
+/// Server streaming: sends `request`, returns the responses.
+pub async fn server_stream<Req: Payload, Resp: Payload>(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    request: &Req,
+    options: CallOptions,
+) -> Result<crate::Streaming<Resp>> {
+    let stream = stream::<Req, Resp>(client, ctx, service, endpoint, options).await?;
+    stream.send(request).await?;
+    Ok(stream.into_responses())
+}
+
+/// Client streaming: sends every request of `requests`, returns the one response.
+pub async fn client_stream<Req: Payload, Resp: Payload>(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    requests: crate::Streaming<Req>,
+    options: CallOptions,
+) -> Result<Resp> {
+    let stream = stream::<Req, Resp>(client, ctx, service, endpoint, options).await?;
+    let (mut responses, sending) = forward(stream, requests);
+    let answer = responses.next().await;
+    sending.abort();
+    answer.unwrap_or_else(|| {
+        Err(crate::Error::internal(
+            "go.micro.client",
+            format!("{service} {endpoint} ended the stream without an answer"),
+        ))
+    })
+}
+
+/// Bidirectional streaming: sends `requests` while returning the responses.
+pub async fn bidi_stream<Req: Payload, Resp: Payload>(
+    client: &dyn Client,
+    ctx: &Context,
+    service: &str,
+    endpoint: &str,
+    requests: crate::Streaming<Req>,
+    options: CallOptions,
+) -> Result<crate::Streaming<Resp>> {
+    let stream = stream::<Req, Resp>(client, ctx, service, endpoint, options).await?;
+    let (responses, _sending) = forward(stream, requests);
+    Ok(responses)
+}
+
+/// Sends `requests` on a task (ending the requests when they end) and returns the responses.
+fn forward<Req: Payload, Resp: Payload>(
+    mut stream: ClientStream<Req, Resp>,
+    mut requests: crate::Streaming<Req>,
+) -> (crate::Streaming<Resp>, tokio::task::JoinHandle<()>) {
+    let sender = stream.take_sender();
+    let sending = tokio::spawn(async move {
+        if let Some(sender) = sender {
+            while let Some(item) = requests.next().await {
+                let sent = match item {
+                    Ok(request) => sender.send(&request).await,
+                    Err(err) => sender.send_error(&err).await,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (stream.into_responses(), sending)
+}

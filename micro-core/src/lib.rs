@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod local;
 pub mod logger;
 pub mod middleware;
 pub mod plugin;
@@ -37,6 +38,7 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use bytes::Bytes;
     pub use futures;
+    pub use schemars;
     pub use serde;
     pub use serde_json;
     pub use tokio;

@@ -68,6 +68,11 @@ impl std::fmt::Debug for Subscription {
 pub trait IntoHandlers {
     /// The endpoints.
     fn into_handlers(self) -> Vec<Handler>;
+
+    /// Typed implementations for in-process calls (generated server adapters offer one).
+    fn local_impls(&self) -> Vec<crate::local::LocalImpl> {
+        Vec::new()
+    }
 }
 
 impl IntoHandlers for Handler {

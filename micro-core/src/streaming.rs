@@ -120,12 +120,25 @@ impl<Req: Payload, Resp: Payload> ClientStream<Req, Resp> {
         }
     }
 
-    /// Sends one request message.
-    pub async fn send(&self, request: &Req) -> Result<()> {
-        let sender = self.sender.as_ref().ok_or_else(|| {
-            Error::bad_request("go.micro.client", "stream already closed for sending")
-        })?;
-        sender.send(message_frame(request, self.format)?).await
+    /// Sends one request message (encoded before the returned future first waits).
+    pub fn send(&self, request: &Req) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        let frame = message_frame(request, self.format);
+        let sender = self.sender.as_ref();
+        async move {
+            let sender = sender.ok_or_else(|| {
+                Error::bad_request("go.micro.client", "stream already closed for sending")
+            })?;
+            sender.send(frame?).await
+        }
+    }
+
+    /// Takes the sending half out (e.g. to send from another task).
+    pub fn take_sender(&mut self) -> Option<MessageSender<Req>> {
+        self.sender.take().map(|sender| MessageSender {
+            sender,
+            format: self.format,
+            _req: std::marker::PhantomData,
+        })
     }
 
     /// Ends the requests (the server sees the end of its request stream).
@@ -142,5 +155,25 @@ impl<Req: Payload, Resp: Payload> ClientStream<Req, Resp> {
     pub fn into_responses(mut self) -> Streaming<Resp> {
         self.sender = None;
         self.responses
+    }
+}
+
+/// The sending half of a typed stream.
+pub struct MessageSender<T> {
+    sender: StreamSender,
+    format: Format,
+    _req: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Payload> MessageSender<T> {
+    /// Sends one message (encoded before the returned future first waits).
+    pub fn send(&self, message: &T) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        let frame = message_frame(message, self.format);
+        async move { self.sender.send(frame?).await }
+    }
+
+    /// Sends an error and so ends the stream for the peer.
+    pub async fn send_error(&self, error: &Error) -> Result<()> {
+        self.sender.send(error_frame(error)).await
     }
 }

@@ -6,6 +6,7 @@ use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
 use crate::logger::{self, LogOutput, Logger};
+use crate::local::{LocalImpl, LocalServices};
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};
@@ -36,6 +37,8 @@ pub struct ServiceBuilder<P = NoPlugins> {
     plugins: Plugins,
     log_output: Option<LogOutput>,
     middleware: Middleware,
+    local: LocalServices,
+    local_impls: Vec<LocalImpl>,
     _source: PhantomData<fn() -> P>,
 }
 
@@ -88,6 +91,8 @@ impl<P: PluginSource> ServiceBuilder<P> {
             plugins,
             log_output: None,
             middleware: Middleware::default(),
+            local: LocalServices::new(),
+            local_impls: Vec::new(),
             _source: PhantomData,
         }
     }
@@ -182,9 +187,18 @@ impl<P: PluginSource> ServiceBuilder<P> {
         self
     }
 
-    /// Adds endpoints.
+    /// Adds endpoints (and, from generated server adapters, the typed implementation for
+    /// in-process calls).
     pub fn handler(mut self, handlers: impl IntoHandlers) -> Self {
+        self.local_impls.extend(handlers.local_impls());
         self.handlers.extend(handlers.into_handlers());
+        self
+    }
+
+    /// Shares an in-process table with other services of this process, so their typed
+    /// clients call this one directly (a monolith passes one table to all its services).
+    pub fn local_services(mut self, table: LocalServices) -> Self {
+        self.local = table;
         self
     }
 
@@ -402,6 +416,9 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 logger: loggers.get("logger"),
                 loggers: loggers.by_section,
                 shutdown: Notify::new(),
+                local: self.local,
+                local_impls: self.local_impls,
+                middleware: self.middleware,
             }),
             _source: PhantomData,
         }))

@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) logger: Logger,
     pub(crate) loggers: BTreeMap<String, Logger>,
     pub(crate) shutdown: Notify,
+    pub(crate) local: crate::local::LocalServices,
+    pub(crate) local_impls: Vec<crate::local::LocalImpl>,
+    pub(crate) middleware: crate::middleware::Middleware,
 }
 
 /// A built service. Cheap to clone; clones share everything.
@@ -120,6 +123,16 @@ impl<P> Service<P> {
         self.inner.config.loaded().app_flags().clone()
     }
 
+    /// What generated clients need to call services: the RPC client, the in-process table
+    /// and this service's call middleware.
+    pub fn caller(&self) -> crate::local::Caller {
+        crate::local::Caller {
+            client: self.inner.components.client.clone(),
+            local: self.inner.local.clone(),
+            middleware: self.inner.middleware.clone(),
+        }
+    }
+
     /// Every component (disabled ones are `None`).
     pub fn components(&self) -> &Components {
         &self.inner.components
@@ -144,6 +157,10 @@ impl<P> Service<P> {
         if let Some(server) = &c.server {
             server.start().await?;
         }
+        let inner = &self.inner;
+        inner
+            .local
+            .publish(&inner.info.name, &inner.local_impls, &inner.middleware.handler);
         run_hooks(&self.inner.hooks.after_start).await?;
         self.inner.logger.in_scope(
             || tracing::info!(service = %self.name(), id = %self.id(), "service started"),
@@ -155,6 +172,7 @@ impl<P> Service<P> {
     pub async fn stop(&self) -> Result<()> {
         let c = &self.inner.components;
         run_hooks(&self.inner.hooks.before_stop).await?;
+        self.inner.local.withdraw(&self.inner.info.name);
         if let Some(server) = &c.server {
             server.stop().await?;
         }
