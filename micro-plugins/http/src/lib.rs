@@ -1,4 +1,4 @@
-//! micro-http: the go-micro compatible HTTP transport.
+//! micro-http: the go-micro compatible HTTP transport and HTTP broker.
 //!
 //! One port serves HTTP/1.1 (keep-alive) and h2c (HTTP/2 with prior knowledge, no TLS).
 //! A plain `POST /` is one request frame and one response frame, so
@@ -6,13 +6,18 @@
 //! service; a POST with a `Micro-Stream` header carries binary frames both ways (full duplex
 //! over h2c). The client multiplexes every stream of an address over one h2c connection.
 //! The wire protocol is specified in `docs/protocol-http.md`.
+//!
+//! [`HttpBroker`] is go-micro's `http` broker: each subscriber is registered in the registry
+//! and publishers POST messages straight to it (see [`broker`]).
 
+pub mod broker;
 mod client;
 pub mod frame;
 mod headers;
 mod server;
 mod transport;
 
+pub use broker::{HttpBroker, HttpBrokerOptions};
 pub use client::HttpConnection;
 pub use headers::FRAMES_CONTENT_TYPE;
 pub use server::{ACCEPT_BACKLOG, HttpListener};
@@ -23,9 +28,9 @@ use micro_core::Plugins;
 /// Error id of errors raised by this transport.
 pub(crate) const ID: &str = "go.micro.transport";
 
-/// The plugins of this crate: the `http` transport.
+/// The plugins of this crate: the `http` transport and the `http` broker.
 pub fn plugins() -> Plugins {
-    Plugins::new().with(plugin())
+    Plugins::new().with(plugin()).with(broker::plugin())
 }
 
 /// An I/O error as a micro error with the code `micro_core` gives its kind (refused → 503).
