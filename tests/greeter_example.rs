@@ -19,7 +19,7 @@ fn greeter() -> PathBuf {
     target.join("examples").join("greeter")
 }
 
-fn isolated(cmd: &mut Command, registry: &std::path::Path) -> &mut Command {
+fn isolated<'a>(cmd: &'a mut Command, registry: &std::path::Path) -> &'a mut Command {
     cmd.env("MICRO_REGISTRY_DIR", registry).env("MICRO_LOGGER_LEVEL", "warn")
 }
 

@@ -15,12 +15,32 @@ pub(crate) struct Shared {
     /// The next stream id; ids count up from 1 and are never reused.
     next_id: AtomicU32,
     handles: Handles,
+    /// A second handle on the socket, only to look for a peer that closed (see
+    /// [`Shared::peer_closed`]).
+    probe: Option<std::net::TcpStream>,
 }
 
 impl Shared {
     /// Whether the connection ended (or can open no more streams).
     pub fn is_closed(&self) -> bool {
         self.handles.closed.get() || self.next_id.load(Ordering::Relaxed) == u32::MAX
+    }
+
+    /// Whether the peer already closed the connection, even if the reader task has not seen
+    /// it yet: a non-blocking peek that finds the end of the stream. A pooled connection to a
+    /// process that died while the connection sat idle is then never handed out, so a
+    /// request is not sent into it (where its failure could not be told apart from a server
+    /// dying mid-request, and so could not be retried safely).
+    pub fn peer_closed(&self) -> bool {
+        let Some(probe) = &self.probe else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        match probe.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
     }
 }
 
@@ -57,12 +77,28 @@ pub(crate) async fn connect(
     socket.set_nodelay(true).map_err(|error| {
         Error::unavailable(crate::ID, format!("connection to {address}: {error}"))
     })?;
+    let (socket, probe) = with_probe(socket, address)?;
     let handles = conn::spawn(socket, address.to_string(), Side::Client { idle }, settings);
     Ok(Arc::new(Shared {
         remote: address.to_string(),
         next_id: AtomicU32::new(1),
         handles,
+        probe,
     }))
+}
+
+/// The socket and a duplicate handle on it for [`Shared::peer_closed`] (none if the
+/// duplicate cannot be made; the connection works the same without it).
+fn with_probe(
+    socket: TcpStream,
+    address: &str,
+) -> Result<(TcpStream, Option<std::net::TcpStream>)> {
+    let unavailable = |error: std::io::Error| {
+        Error::unavailable(crate::ID, format!("connection to {address}: {error}"))
+    };
+    let std_socket = socket.into_std().map_err(unavailable)?;
+    let probe = std_socket.try_clone().ok();
+    Ok((TcpStream::from_std(std_socket).map_err(unavailable)?, probe))
 }
 
 /// A handle to a dialled connection (possibly pooled and shared with other callers).

@@ -29,7 +29,7 @@ struct Slot {
 impl Slot {
     /// Drops broken connections; then a live one round-robin if the pool is full.
     fn pick(&mut self, size: usize) -> Option<Arc<Shared>> {
-        self.conns.retain(|c| !c.is_closed());
+        self.conns.retain(|c| !c.is_closed() && !c.peer_closed());
         if self.conns.is_empty() || self.conns.len() < size {
             return None;
         }
