@@ -73,5 +73,5 @@ for server in $SERVERS; do
   fi
 done
 
-log "cargo test --workspace $*"
-exec cargo test --workspace "$@"
+log "cargo test --workspace --no-fail-fast $*"
+exec cargo test --workspace --no-fail-fast "$@"

@@ -253,8 +253,11 @@ fn config_file_from_flag_beats_env_beats_builder() {
     assert_eq!(version(false, true), "flag");
 }
 
+/// Checks what a go-micro option set.
+type Check = fn(&ComponentSections) -> bool;
+
 /// The go-micro global options, as flag and as env var, and what they set.
-fn go_micro_options() -> Vec<(&'static str, &'static str, fn(&ComponentSections) -> bool)> {
+fn go_micro_options() -> Vec<(&'static str, &'static str, Check)> {
     vec![
         ("server_name", "svc-a", |s| s.server.name == "svc-a"),
         ("server_version", "1.2.3", |s| s.server.version == "1.2.3"),

@@ -15,19 +15,30 @@ fn greeter() -> PathBuf {
         .expect("cargo runs");
     assert!(status.success(), "cargo build --example greeter failed");
     let deps = std::env::current_exe().unwrap();
-    let target = deps.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let target = deps
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .to_path_buf();
     target.join("examples").join("greeter")
 }
 
 fn isolated<'a>(cmd: &'a mut Command, registry: &std::path::Path) -> &'a mut Command {
-    cmd.env("MICRO_REGISTRY_DIR", registry).env("MICRO_LOGGER_LEVEL", "warn")
+    cmd.env("MICRO_REGISTRY_DIR", registry)
+        .env("MICRO_LOGGER_LEVEL", "warn")
 }
 
 #[test]
 fn greeter_prints_hello_john_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
-    let out = isolated(&mut Command::new(greeter()), dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = isolated(&mut Command::new(greeter()), dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello John");
 }
 
@@ -41,7 +52,9 @@ fn greeter_server_and_client_as_two_processes() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let result = loop {
-        let out = isolated(Command::new(&bin).arg("--client"), dir.path()).output().unwrap();
+        let out = isolated(Command::new(&bin).arg("--client"), dir.path())
+            .output()
+            .unwrap();
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
@@ -49,6 +62,10 @@ fn greeter_server_and_client_as_two_processes() {
     };
     let _ = server.kill();
     let _ = server.wait();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "Hello John");
 }

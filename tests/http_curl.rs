@@ -29,33 +29,70 @@ async fn curl_calls_a_service_over_http() {
         .name("greeter")
         .args(["greeter"])
         .env(env)
-        .handler(Handler::unary("Greeter.Hello", |_: Context, req: HelloRequest| async move {
-            Ok(HelloReply { msg: format!("Hello {}", req.name) })
-        }))
+        .handler(Handler::unary(
+            "Greeter.Hello",
+            |_: Context, req: HelloRequest| async move {
+                Ok(HelloReply {
+                    msg: format!("Hello {}", req.name),
+                })
+            },
+        ))
         .try_build()
     {
         Ok(Built::Service(s)) => s,
         _ => panic!("build"),
     };
     service.start().await.unwrap();
-    let address = service.components().server.as_ref().unwrap().address().unwrap();
+    let address = service
+        .components()
+        .server
+        .as_ref()
+        .unwrap()
+        .address()
+        .unwrap();
     let url = format!("http://{address}/");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
-            .args(["-s", "-H", "Content-Type: application/json", "-H", "Micro-Endpoint: Greeter.Hello"])
+            .args([
+                "-s",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "Micro-Endpoint: Greeter.Hello",
+            ])
             .args(["-d", r#"{"name":"John"}"#, &url])
             .output()
     })
     .await
     .unwrap()
     .expect("curl runs (install curl: apt-get install curl)");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"msg":"Hello John"}"#);
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"{"msg":"Hello John"}"#
+    );
     // Errors are JSON with their HTTP status: curl's default form encoding is a 415, an
     // unknown endpoint a 404.
     for (headers, code, says) in [
-        (vec!["-H", "Micro-Endpoint: Greeter.Hello"], 415, "application/json"),
-        (vec!["-H", "Micro-Endpoint: Greeter.Nope", "-H", "Content-Type: application/json"], 404, "Greeter.Nope"),
+        (
+            vec!["-H", "Micro-Endpoint: Greeter.Hello"],
+            415,
+            "application/json",
+        ),
+        (
+            vec![
+                "-H",
+                "Micro-Endpoint: Greeter.Nope",
+                "-H",
+                "Content-Type: application/json",
+            ],
+            404,
+            "Greeter.Nope",
+        ),
     ] {
         let url = format!("http://{address}/");
         let headers: Vec<String> = headers.into_iter().map(String::from).collect();

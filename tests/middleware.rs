@@ -11,10 +11,14 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 
 fn in_memory() -> Vec<(String, String)> {
-    [("MICRO_TRANSPORT", "memory"), ("MICRO_REGISTRY", "memory"), ("MICRO_BROKER", "memory")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("MICRO_TRANSPORT", "memory"),
+        ("MICRO_REGISTRY", "memory"),
+        ("MICRO_BROKER", "memory"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn service(builder: micro::ServiceBuilder) -> micro::Service {
@@ -41,7 +45,9 @@ fn nap(now: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Handler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_concurrency_limit_and_timeout_around_handlers() {
     let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let stack = ServiceBuilder::new().concurrency_limit(1).timeout(Duration::from_millis(400));
+    let stack = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .timeout(Duration::from_millis(400));
     let svc = service(
         micro::Service::builder()
             .name("sleepy")
@@ -54,7 +60,15 @@ async fn tower_concurrency_limit_and_timeout_around_handlers() {
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move {
-                client::call::<u64, u64>(client.as_ref(), &Context::new(), "sleepy", "Sleepy.Nap", &50, CallOptions::default()).await
+                client::call::<u64, u64>(
+                    client.as_ref(),
+                    &Context::new(),
+                    "sleepy",
+                    "Sleepy.Nap",
+                    &50,
+                    CallOptions::default(),
+                )
+                .await
             })
         })
         .collect();
@@ -62,9 +76,16 @@ async fn tower_concurrency_limit_and_timeout_around_handlers() {
         assert_eq!(call.await.unwrap().unwrap(), 50);
     }
     assert_eq!(peak.load(Ordering::SeqCst), 1, "the concurrency limit held");
-    let err = client::call::<u64, u64>(client.as_ref(), &Context::new(), "sleepy", "Sleepy.Nap", &2000, CallOptions::default())
-        .await
-        .unwrap_err();
+    let err = client::call::<u64, u64>(
+        client.as_ref(),
+        &Context::new(),
+        "sleepy",
+        "Sleepy.Nap",
+        &2000,
+        CallOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code, 408, "tower's timeout becomes a 408: {err}");
     svc.stop().await.unwrap();
 }
@@ -73,10 +94,12 @@ async fn tower_concurrency_limit_and_timeout_around_handlers() {
 async fn call_and_attempt_layers_run_once_per_call_and_attempt() {
     let (calls, attempts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let count = |counter: Arc<AtomicUsize>| {
-        RpcLayer::new(tower::util::MapRequestLayer::new(move |req: micro::client::Request| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            req
-        }))
+        RpcLayer::new(tower::util::MapRequestLayer::new(
+            move |req: micro::client::Request| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                req
+            },
+        ))
     };
     let svc = service(
         micro::Service::builder()
@@ -88,12 +111,33 @@ async fn call_and_attempt_layers_run_once_per_call_and_attempt() {
     svc.start().await.unwrap();
     let client = svc.components().client.clone().unwrap();
     for _ in 0..3 {
-        let got: u64 = client::call(client.as_ref(), &Context::new(), "sleepy", "Sleepy.Nap", &1, CallOptions::default()).await.unwrap();
+        let got: u64 = client::call(
+            client.as_ref(),
+            &Context::new(),
+            "sleepy",
+            "Sleepy.Nap",
+            &1,
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(got, 1);
     }
     // A call to an address nobody serves fails before it starts, so it is retried.
-    let nowhere = CallOptions { address: Some("memory:nobody".into()), retries: Some(2), ..Default::default() };
-    let _ = client::call::<u64, u64>(client.as_ref(), &Context::new(), "sleepy", "Sleepy.Nap", &1, nowhere).await;
+    let nowhere = CallOptions {
+        address: Some("memory:nobody".into()),
+        retries: Some(2),
+        ..Default::default()
+    };
+    let _ = client::call::<u64, u64>(
+        client.as_ref(),
+        &Context::new(),
+        "sleepy",
+        "Sleepy.Nap",
+        &1,
+        nowhere,
+    )
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(attempts.load(Ordering::SeqCst), 3 + 3);
     svc.stop().await.unwrap();

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -58,7 +58,10 @@ fn handlers(service: &str, marks: PathBuf) -> Vec<Handler> {
             async move {
                 let _ = std::fs::write(&path, b"ran");
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                Ok(Reply { msg: endpoint.into(), pid })
+                Ok(Reply {
+                    msg: endpoint.into(),
+                    pid,
+                })
             }
         }
     };
@@ -66,19 +69,32 @@ fn handlers(service: &str, marks: PathBuf) -> Vec<Handler> {
     vec![
         Handler::unary("Peer.Hello", move |_: Context, req: Hello| {
             let name = name.clone();
-            async move { Ok(Reply { msg: format!("Hello {} from {name}", req.name), pid }) }
-        }),
-        Handler::server_stream("Peer.Count", |_: Context, n: u32| async move { Ok(Streaming::from_values(0..n)) }),
-        Handler::client_stream("Peer.Sum", |_: Context, mut nums: Streaming<u32>| async move {
-            let mut total = 0;
-            while let Some(n) = nums.next().await {
-                total += n?;
+            async move {
+                Ok(Reply {
+                    msg: format!("Hello {} from {name}", req.name),
+                    pid,
+                })
             }
-            Ok(total)
         }),
-        Handler::bidi_stream("Peer.Echo", |_: Context, words: Streaming<String>| async move {
-            Ok(Streaming::new(words.map(|w| w.map(|w| w.to_uppercase()))))
+        Handler::server_stream("Peer.Count", |_: Context, n: u32| async move {
+            Ok(Streaming::from_values(0..n))
         }),
+        Handler::client_stream(
+            "Peer.Sum",
+            |_: Context, mut nums: Streaming<u32>| async move {
+                let mut total = 0;
+                while let Some(n) = nums.next().await {
+                    total += n?;
+                }
+                Ok(total)
+            },
+        ),
+        Handler::bidi_stream(
+            "Peer.Echo",
+            |_: Context, words: Streaming<String>| async move {
+                Ok(Streaming::new(words.map(|w| w.map(|w| w.to_uppercase()))))
+            },
+        ),
         Handler::unary("Peer.Once", slow("once")),
         Handler::unary("Peer.Again", slow("again")).idempotent(),
     ]
@@ -88,9 +104,20 @@ fn handlers(service: &str, marks: PathBuf) -> Vec<Handler> {
 async fn exercise(client: &dyn micro::client::Client, peer: &str) -> micro::Result<()> {
     let ctx = Context::new();
     let opts = CallOptions::default();
-    let reply: Reply = client::call(client, &ctx, peer, "Peer.Hello", &Hello { name: "John".into() }, opts.clone()).await?;
+    let reply: Reply = client::call(
+        client,
+        &ctx,
+        peer,
+        "Peer.Hello",
+        &Hello {
+            name: "John".into(),
+        },
+        opts.clone(),
+    )
+    .await?;
     assert_eq!(reply.msg, format!("Hello John from {peer}"));
-    let mut count = client::stream::<u32, u32>(client, &ctx, peer, "Peer.Count", opts.clone()).await?;
+    let mut count =
+        client::stream::<u32, u32>(client, &ctx, peer, "Peer.Count", opts.clone()).await?;
     count.send(&4).await?;
     count.close_send();
     let mut got = Vec::new();
@@ -115,7 +142,11 @@ async fn exercise(client: &dyn micro::client::Client, peer: &str) -> micro::Resu
 }
 
 fn build(name: &str, env: Vec<(String, String)>, handlers: Vec<Handler>) -> micro::Service {
-    let builder = micro::Service::builder().name(name).args([name]).env(env).handler(handlers);
+    let builder = micro::Service::builder()
+        .name(name)
+        .args([name])
+        .env(env)
+        .handler(handlers);
     match builder.try_build() {
         Ok(Built::Service(s)) => s,
         Ok(_) => panic!("expected a service"),
@@ -127,11 +158,21 @@ fn build(name: &str, env: Vec<(String, String)>, handlers: Vec<Handler>) -> micr
 /// stdin closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child() {
-    let Ok(role) = std::env::var("MICRO_TEST_ROLE") else { return };
+    let Ok(role) = std::env::var("MICRO_TEST_ROLE") else {
+        return;
+    };
     let get = |k: &str| std::env::var(k).unwrap_or_default();
-    let (name, peer, transport) = (get("MICRO_TEST_NAME"), get("MICRO_TEST_PEER"), get("MICRO_TEST_TRANSPORT"));
+    let (name, peer, transport) = (
+        get("MICRO_TEST_NAME"),
+        get("MICRO_TEST_PEER"),
+        get("MICRO_TEST_TRANSPORT"),
+    );
     let dir = PathBuf::from(get("MICRO_TEST_DIR"));
-    let service = build(&name, env_for(&transport, &dir, &[]), handlers(&name, dir.clone()));
+    let service = build(
+        &name,
+        env_for(&transport, &dir, &[]),
+        handlers(&name, dir.clone()),
+    );
     service.start().await.expect("start");
     println!("READY {}", std::process::id());
     if role == "caller" {
@@ -242,7 +283,14 @@ fn parent_client(dir: &Path, failures: Arc<AtomicUsize>) -> micro::Service {
             r
         },
     );
-    let env = env_for("tcp", dir, &[("MICRO_SERVER_ENABLED", "false"), ("MICRO_SELECTOR_COOLDOWN", "1m")]);
+    let env = env_for(
+        "tcp",
+        dir,
+        &[
+            ("MICRO_SERVER_ENABLED", "false"),
+            ("MICRO_SELECTOR_COOLDOWN", "1m"),
+        ],
+    );
     match micro::Service::builder()
         .name("parent")
         .args(["parent"])
@@ -272,7 +320,11 @@ async fn a_killed_node_is_skipped_and_leaves_the_registry() {
     ];
     let pids: Vec<u32> = kids
         .iter()
-        .map(|k| k.wait_for(&["READY"], Duration::from_secs(60))[6..].parse().unwrap())
+        .map(|k| {
+            k.wait_for(&["READY"], Duration::from_secs(60))[6..]
+                .parse()
+                .unwrap()
+        })
         .collect();
     let failures = Arc::new(AtomicUsize::new(0));
     let parent = parent_client(dir.path(), failures.clone());
@@ -280,7 +332,16 @@ async fn a_killed_node_is_skipped_and_leaves_the_registry() {
     let registry = parent.components().registry.clone().unwrap();
     let hello = Hello { name: "x".into() };
     let ctx = Context::new();
-    let call = || client::call::<Hello, Reply>(client.as_ref(), &ctx, "twin", "Peer.Hello", &hello, CallOptions::default());
+    let call = || {
+        client::call::<Hello, Reply>(
+            client.as_ref(),
+            &ctx,
+            "twin",
+            "Peer.Hello",
+            &hello,
+            CallOptions::default(),
+        )
+    };
     // Both nodes answer.
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -295,18 +356,31 @@ async fn a_killed_node_is_skipped_and_leaves_the_registry() {
     kids[0].child.kill().unwrap();
     let _ = kids[0].child.wait();
     for i in 0..50 {
-        let reply = call().await.unwrap_or_else(|e| panic!("call {i} after the kill: {e}"));
+        let reply = call()
+            .await
+            .unwrap_or_else(|e| panic!("call {i} after the kill: {e}"));
         assert_eq!(reply.pid, pids[1]);
     }
-    assert!(failures.load(Ordering::SeqCst) <= 1, "attempts to the dead node after its first failure: {}", failures.load(Ordering::SeqCst));
+    assert!(
+        failures.load(Ordering::SeqCst) <= 1,
+        "attempts to the dead node after its first failure: {}",
+        failures.load(Ordering::SeqCst)
+    );
     // The dead node's registration expires (TTL 2s).
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
-        let nodes: usize = registry.get_service("twin").await.map(|s| s.iter().map(|v| v.nodes.len()).sum()).unwrap_or(0);
+        let nodes: usize = registry
+            .get_service("twin")
+            .await
+            .map(|s| s.iter().map(|v| v.nodes.len()).sum())
+            .unwrap_or(0);
         if nodes == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "dead node still registered ({nodes} nodes)");
+        assert!(
+            Instant::now() < deadline,
+            "dead node still registered ({nodes} nodes)"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -330,30 +404,58 @@ async fn kill_mid_request(endpoint: &str, idempotent: bool) -> (micro::Result<Re
         Kid::spawn("server", "twin", "", "tcp", dir.path()),
         Kid::spawn("server", "twin", "", "tcp", dir.path()),
     ];
-    let pids: Vec<String> = kids.iter().map(|k| k.wait_for(&["READY"], Duration::from_secs(60))[6..].to_string()).collect();
+    let pids: Vec<String> = kids
+        .iter()
+        .map(|k| k.wait_for(&["READY"], Duration::from_secs(60))[6..].to_string())
+        .collect();
     let parent = parent_client(dir.path(), Arc::new(AtomicUsize::new(0)));
     let client = parent.components().client.clone().unwrap();
     // Wait until both nodes are registered.
     let registry = parent.components().registry.clone().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while registry.get_service("twin").await.map(|s| s.iter().map(|v| v.nodes.len()).sum::<usize>()).unwrap_or(0) < 2 {
+    while registry
+        .get_service("twin")
+        .await
+        .map(|s| s.iter().map(|v| v.nodes.len()).sum::<usize>())
+        .unwrap_or(0)
+        < 2
+    {
         assert!(Instant::now() < deadline, "servers did not register");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let method = format!("Peer.{}{}", endpoint[..1].to_uppercase(), &endpoint[1..]);
-    let options = CallOptions { idempotent, retries: Some(2), ..Default::default() };
+    let options = CallOptions {
+        idempotent,
+        retries: Some(2),
+        ..Default::default()
+    };
     let call = tokio::spawn(async move {
-        client::call::<Hello, Reply>(client.as_ref(), &Context::new(), "twin", &method, &Hello { name: "x".into() }, options).await
+        client::call::<Hello, Reply>(
+            client.as_ref(),
+            &Context::new(),
+            "twin",
+            &method,
+            &Hello { name: "x".into() },
+            options,
+        )
+        .await
     });
     let marks_dir = dir.path().to_path_buf();
     let endpoint_name = endpoint.to_string();
     let first = tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), || !marks(&marks_dir, &endpoint_name).is_empty(), "the first run");
+        wait_until(
+            Duration::from_secs(20),
+            || !marks(&marks_dir, &endpoint_name).is_empty(),
+            "the first run",
+        );
         marks(&marks_dir, &endpoint_name)[0].clone()
     })
     .await
     .unwrap();
-    let victim = pids.iter().position(|p| first.ends_with(&format!("-{p}"))).expect("a child ran it");
+    let victim = pids
+        .iter()
+        .position(|p| first.ends_with(&format!("-{p}")))
+        .expect("a child ran it");
     kids[victim].child.kill().unwrap();
     let _ = kids[victim].child.wait();
     let outcome = call.await.unwrap();

@@ -13,11 +13,12 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod events;
-pub mod local;
+pub mod in_process;
 pub mod logger;
 pub mod middleware;
 pub mod plugin;
 pub mod registry;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod service;
@@ -27,6 +28,30 @@ pub mod sync;
 pub mod transport;
 
 pub use context::{Context, Metadata};
+
+use std::sync::Arc;
+
+/// A service's RPC client, as a field of a `#[derive(micro::Wire)]` struct.
+pub type Client = Arc<dyn client::Client>;
+/// A broker handle.
+pub type Broker = Arc<dyn broker::Broker>;
+/// A registry handle.
+pub type Registry = Arc<dyn registry::Registry>;
+/// A store handle.
+pub type Store = Arc<dyn store::Store>;
+/// An event streams handle.
+pub type Events = Arc<dyn events::Events>;
+/// An auth handle.
+pub type Auth = Arc<dyn auth::Auth>;
+/// A transport handle.
+pub type Transport = Arc<dyn transport::Transport>;
+/// A selector handle.
+pub type Selector = Arc<dyn selector::Selector>;
+/// A server handle.
+pub type Server = Arc<dyn server::Server>;
+/// A sync (locks, leaders) handle; not at the crate root, where it would shadow `std`'s
+/// `Sync` for glob imports.
+pub type SyncHandle = Arc<dyn sync::Sync>;
 pub use error::{Error, Result};
 pub use plugin::{Components, Plugin, PluginContext, Plugins};
 pub use service::{Built, NoPlugins, PluginSource, Service, ServiceBuilder};

@@ -70,7 +70,7 @@ pub trait IntoHandlers {
     fn into_handlers(self) -> Vec<Handler>;
 
     /// Typed implementations for in-process calls (generated server adapters offer one).
-    fn local_impls(&self) -> Vec<crate::local::LocalImpl> {
+    fn local_impls(&self) -> Vec<crate::in_process::LocalImpl> {
         Vec::new()
     }
 }

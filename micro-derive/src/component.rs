@@ -46,7 +46,11 @@ fn doc_text(attrs: &[syn::Attribute]) -> String {
 
 fn field_attrs(field: &syn::Field, errors: &mut Vec<syn::Error>) -> FieldAttrs {
     let mut out = FieldAttrs::default();
-    for attr in field.attrs.iter().filter(|a| a.path().is_ident("component")) {
+    for attr in field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("component"))
+    {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("default") {
                 out.default = Some(meta.value()?.parse()?);
@@ -78,7 +82,11 @@ pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let mut section: Option<LitStr> = None;
     let mut plugin: Option<LitStr> = None;
     let mut errors: Vec<syn::Error> = Vec::new();
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("component")) {
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("component"))
+    {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("section") {
                 section = Some(meta.value()?.parse()?);

@@ -4,6 +4,7 @@
 //! the go-micro global flags (`--server_name`, `--register_ttl`, `--client_retries`, ...)
 //! are kept through explicit `flag`/`alias` names.
 
+use super::Component;
 use super::durations::{duration, option_duration};
 use micro_derive::Component;
 use serde::{Deserialize, Serialize};
@@ -248,19 +249,35 @@ pub struct ComponentSections {
 
 impl ComponentSections {
     /// Reads every section; the first bad one is the error.
+    /// A section left out of the schema (an app that does not use that component) reads as
+    /// disabled.
     pub fn from_loaded(loaded: &super::Loaded) -> Result<Self, super::ConfigError> {
+        macro_rules! read {
+            ($ty:ty) => {
+                if loaded
+                    .schema()
+                    .sections
+                    .iter()
+                    .any(|s| s.name == <$ty as Component>::SECTION)
+                {
+                    loaded.section::<$ty>()?
+                } else {
+                    <$ty>::default().disabled()
+                }
+            };
+        }
         Ok(ComponentSections {
             logger: loaded.section()?,
-            registry: loaded.section()?,
-            selector: loaded.section()?,
-            transport: loaded.section()?,
-            broker: loaded.section()?,
-            store: loaded.section()?,
-            events: loaded.section()?,
-            sync: loaded.section()?,
-            auth: loaded.section()?,
-            client: loaded.section()?,
-            server: loaded.section()?,
+            registry: read!(RegistryConfig),
+            selector: read!(SelectorConfig),
+            transport: read!(TransportConfig),
+            broker: read!(BrokerConfig),
+            store: read!(StoreConfig),
+            events: read!(EventsConfig),
+            sync: read!(SyncConfig),
+            auth: read!(AuthConfig),
+            client: read!(ClientConfig),
+            server: read!(ServerConfig),
         })
     }
 
@@ -279,5 +296,41 @@ impl ComponentSections {
             ("client", self.client.enabled, &self.client.plugin),
             ("server", self.server.enabled, &self.server.plugin),
         ]
+    }
+}
+
+macro_rules! disabled {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            /// The same section, switched off.
+            pub fn disabled(mut self) -> Self {
+                self.enabled = false;
+                self
+            }
+        }
+    )*};
+}
+
+disabled!(
+    RegistryConfig,
+    SelectorConfig,
+    TransportConfig,
+    BrokerConfig,
+    StoreConfig,
+    EventsConfig,
+    SyncConfig,
+    AuthConfig,
+    ClientConfig,
+    ServerConfig
+);
+
+/// What each component needs built before it: a client needs a selector and a transport, a
+/// selector needs a registry, a server needs a transport (and registers in the registry).
+pub fn requirements(section: &str) -> &'static [&'static str] {
+    match section {
+        "client" => &["selector", "transport", "registry"],
+        "selector" => &["registry"],
+        "server" => &["transport", "registry"],
+        _ => &[],
     }
 }

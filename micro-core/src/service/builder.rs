@@ -5,8 +5,8 @@ use super::{Built, Hooks, Inner, NoPlugins, PluginSource, Service};
 use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
+use crate::in_process::{LocalImpl, LocalServices};
 use crate::logger::{self, LogOutput, Logger};
-use crate::local::{LocalImpl, LocalServices};
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};
@@ -39,6 +39,7 @@ pub struct ServiceBuilder<P = NoPlugins> {
     middleware: Middleware,
     local: LocalServices,
     local_impls: Vec<LocalImpl>,
+    only: Option<Vec<String>>,
     _source: PhantomData<fn() -> P>,
 }
 
@@ -93,6 +94,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             middleware: Middleware::default(),
             local: LocalServices::new(),
             local_impls: Vec::new(),
+            only: None,
             _source: PhantomData,
         }
     }
@@ -193,6 +195,32 @@ impl<P: PluginSource> ServiceBuilder<P> {
         self.local_impls.extend(handlers.local_impls());
         self.handlers.extend(handlers.into_handlers());
         self
+    }
+
+    /// Builds only these components (and what they need: a client brings a selector, a
+    /// transport and a registry); the others are neither built nor configurable, and their
+    /// flags are not in `--help`. `#[derive(micro::Wire)]` calls this.
+    pub fn only_components(mut self, sections: &[&str]) -> Self {
+        let mut wanted: Vec<String> = Vec::new();
+        let mut todo: Vec<&str> = sections.to_vec();
+        while let Some(section) = todo.pop() {
+            if !wanted.iter().any(|w| w == section) {
+                wanted.push(section.to_string());
+                todo.extend(config::requirements(section));
+            }
+        }
+        self.only = Some(wanted);
+        self
+    }
+
+    fn schema(&self) -> config::Schema {
+        let mut schema = self.plugins.schema();
+        if let Some(only) = &self.only {
+            schema
+                .sections
+                .retain(|s| s.name == "logger" || only.contains(&s.name));
+        }
+        schema
     }
 
     /// Shares an in-process table with other services of this process, so their typed
@@ -325,7 +353,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
 
     /// The effective configuration as YAML, without building anything.
     pub fn effective_config(&self) -> std::result::Result<String, ConfigError> {
-        match config::load(self.plugins.schema(), &self.sources())? {
+        match config::load(self.schema(), &self.sources())? {
             Outcome::Loaded(loaded) => Ok(loaded.to_yaml()),
             Outcome::Dump(yaml) => Ok(yaml),
             Outcome::Help(_) | Outcome::Version => Err(ConfigError::Invalid {
@@ -350,7 +378,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
     /// Builds the service, or says what the command line asked for instead.
     pub fn try_build(self) -> std::result::Result<Built<P>, ConfigError> {
         let sources = self.sources();
-        let loaded = match config::load(self.plugins.schema(), &sources)? {
+        let loaded = match config::load(self.schema(), &sources)? {
             Outcome::Loaded(loaded) => *loaded,
             Outcome::Help(text) => return Ok(Built::Help(text)),
             Outcome::Dump(yaml) => return Ok(Built::DumpConfig(yaml)),

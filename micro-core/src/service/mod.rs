@@ -63,8 +63,8 @@ pub(crate) struct Inner {
     pub(crate) logger: Logger,
     pub(crate) loggers: BTreeMap<String, Logger>,
     pub(crate) shutdown: Notify,
-    pub(crate) local: crate::local::LocalServices,
-    pub(crate) local_impls: Vec<crate::local::LocalImpl>,
+    pub(crate) local: crate::in_process::LocalServices,
+    pub(crate) local_impls: Vec<crate::in_process::LocalImpl>,
     pub(crate) middleware: crate::middleware::Middleware,
 }
 
@@ -125,8 +125,8 @@ impl<P> Service<P> {
 
     /// What generated clients need to call services: the RPC client, the in-process table
     /// and this service's call middleware.
-    pub fn caller(&self) -> crate::local::Caller {
-        crate::local::Caller {
+    pub fn caller(&self) -> crate::in_process::Caller {
+        crate::in_process::Caller {
             client: self.inner.components.client.clone(),
             local: self.inner.local.clone(),
             middleware: self.inner.middleware.clone(),
@@ -158,9 +158,11 @@ impl<P> Service<P> {
             server.start().await?;
         }
         let inner = &self.inner;
-        inner
-            .local
-            .publish(&inner.info.name, &inner.local_impls, &inner.middleware.handler);
+        inner.local.publish(
+            &inner.info.name,
+            &inner.local_impls,
+            &inner.middleware.handler,
+        );
         run_hooks(&self.inner.hooks.after_start).await?;
         self.inner.logger.in_scope(
             || tracing::info!(service = %self.name(), id = %self.id(), "service started"),

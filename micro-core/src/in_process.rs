@@ -109,7 +109,9 @@ pub struct Caller {
 
 impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller").field("local", &self.local).finish()
+        f.debug_struct("Caller")
+            .field("local", &self.local)
+            .finish()
     }
 }
 
@@ -174,7 +176,10 @@ where
         let slot = slot_in.clone();
         async move {
             let call = taken.ok_or_else(|| {
-                Error::internal("go.micro.client", "middleware called an in-process handler twice")
+                Error::internal(
+                    "go.micro.client",
+                    "middleware called an in-process handler twice",
+                )
             })?;
             let ctx = request.context.clone();
             let response = until_deadline(&ctx.clone(), call(ctx)).await?;
@@ -190,7 +195,16 @@ where
         context: ctx.clone(),
         stream: false,
     };
-    until_deadline(ctx, middleware::call(&middleware::stack(&layers, inner), request)).await?;
+    until_deadline(
+        ctx,
+        middleware::call(&middleware::stack(&layers, inner), request),
+    )
+    .await?;
     let response = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    response.ok_or_else(|| Error::internal("go.micro.client", "middleware answered without calling the handler"))
+    response.ok_or_else(|| {
+        Error::internal(
+            "go.micro.client",
+            "middleware answered without calling the handler",
+        )
+    })
 }

@@ -1,0 +1,4 @@
+#[micro::service]
+struct Greeter;
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(micro::Wire)]
+#[wire(config = "nowhere.yaml")]
+struct App {
+    client: micro::Client,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(micro::Wire)]
+struct App {
+    client: micro::Client,
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+// The YAML names the nats broker, whose Cargo feature is off in this build.
+#[derive(micro::Wire)]
+#[wire(config = "plugin_feature_off.yaml")]
+struct App {
+    broker: micro::Broker,
+}
+
+fn main() {}
