@@ -26,11 +26,14 @@ struct HelloReply {
 /// The greeter's endpoints.
 fn greeter() -> Vec<Handler> {
     vec![
-        Handler::unary("Greeter.Hello", |_ctx: Context, req: HelloRequest| async move {
-            Ok(HelloReply {
-                msg: format!("Hello {}", req.name),
-            })
-        }),
+        Handler::unary(
+            "Greeter.Hello",
+            |_ctx: Context, req: HelloRequest| async move {
+                Ok(HelloReply {
+                    msg: format!("Hello {}", req.name),
+                })
+            },
+        ),
         Handler::server_stream("Greeter.Count", |_ctx: Context, to: u32| async move {
             Ok(Streaming::from_values(1..=to))
         }),

@@ -4,10 +4,10 @@
 //! 500 ms timeout; the client side wraps every call in a 2 s timeout. Run with
 //! `cargo run --example middleware`.
 
+use micro::Context;
 use micro::client::{self, CallOptions};
 use micro::middleware::RpcLayer;
 use micro::server::Handler;
-use micro::Context;
 use std::time::Duration;
 use tower::ServiceBuilder;
 
@@ -18,12 +18,17 @@ async fn main() -> micro::Result<()> {
         .timeout(Duration::from_millis(500));
     let service = micro::Service::builder()
         .name("sleepy")
-        .handler(Handler::unary("Sleepy.Nap", |_: Context, millis: u64| async move {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            Ok(format!("slept {millis} ms"))
-        }))
+        .handler(Handler::unary(
+            "Sleepy.Nap",
+            |_: Context, millis: u64| async move {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok(format!("slept {millis} ms"))
+            },
+        ))
         .wrap_handler(RpcLayer::new(handler_stack))
-        .wrap_call(RpcLayer::new(tower::timeout::TimeoutLayer::new(Duration::from_secs(2))))
+        .wrap_call(RpcLayer::new(tower::timeout::TimeoutLayer::new(
+            Duration::from_secs(2),
+        )))
         .build()?;
     service.start().await?;
     let client = service.components().client.clone().expect("client enabled");
