@@ -5,57 +5,58 @@
 //! cargo run --example greeter -- --server   # only the server (until Ctrl-C)
 //! cargo run --example greeter -- --client   # only the client; finds the server via `local`
 //! ```
+//!
+//! In one process the typed client calls the implementation directly (no socket, no
+//! encoding); with `--client` it finds the server in the registry and calls it over `tcp`.
 
-use micro::client::{self, CallOptions};
-use micro::server::Handler;
 use micro::{Context, Streaming};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What `Greeter.Hello` takes.
-#[derive(Serialize, Deserialize, Debug)]
-struct HelloRequest {
-    name: String,
+#[derive(Serialize, Deserialize, JsonSchema, Debug)]
+pub struct HelloRequest {
+    /// Who to greet.
+    pub name: String,
 }
 
 /// What `Greeter.Hello` answers.
-#[derive(Serialize, Deserialize, Debug)]
-struct HelloReply {
-    msg: String,
+#[derive(Serialize, Deserialize, JsonSchema, Debug)]
+pub struct HelloReply {
+    /// The greeting.
+    pub msg: String,
 }
 
-/// The greeter's endpoints.
-fn greeter() -> Vec<Handler> {
-    vec![
-        Handler::unary(
-            "Greeter.Hello",
-            |_ctx: Context, req: HelloRequest| async move {
-                Ok(HelloReply {
-                    msg: format!("Hello {}", req.name),
-                })
-            },
-        ),
-        Handler::server_stream("Greeter.Count", |_ctx: Context, to: u32| async move {
-            Ok(Streaming::from_values(1..=to))
-        }),
-    ]
+/// The greeter service.
+#[micro::service]
+pub trait Greeter {
+    /// Says hello to `name`.
+    async fn hello(&self, ctx: &Context, req: HelloRequest) -> micro::Result<HelloReply>;
+    /// Counts from 1 up to the number given.
+    async fn count(&self, ctx: &Context, to: u32) -> micro::Result<Streaming<u32>>;
 }
 
-async fn say_hello(service: &micro::Service) -> micro::Result<()> {
-    let client = service.components().client.clone().ok_or_else(|| {
-        micro::Error::bad_request("greeter", "the client is disabled: enable client")
-    })?;
+/// The implementation.
+struct MyGreeter;
+
+impl Greeter for MyGreeter {
+    async fn hello(&self, _ctx: &Context, req: HelloRequest) -> micro::Result<HelloReply> {
+        Ok(HelloReply {
+            msg: format!("Hello {}", req.name),
+        })
+    }
+
+    async fn count(&self, _ctx: &Context, to: u32) -> micro::Result<Streaming<u32>> {
+        Ok(Streaming::from_values(1..=to))
+    }
+}
+
+/// Calls `Greeter.Hello` through the typed client and prints the answer.
+async fn say_hello(greeter: &impl Greeter) -> micro::Result<()> {
     let request = HelloRequest {
         name: "John".into(),
     };
-    let reply: HelloReply = client::call(
-        client.as_ref(),
-        &Context::new(),
-        "greeter",
-        "Greeter.Hello",
-        &request,
-        CallOptions::default(),
-    )
-    .await?;
+    let reply = greeter.hello(&Context::new(), request).await?;
     println!("{}", reply.msg);
     Ok(())
 }
@@ -68,17 +69,18 @@ async fn main() -> micro::Result<()> {
         .usage("The greeter demo: a service and a client of Greeter.Hello.")
         .switch("server", "Run only the server, until Ctrl-C")
         .switch("client", "Run only the client: call Greeter.Hello once")
-        .handler(greeter())
+        .handler(GreeterServer::new(MyGreeter))
         .build()?;
+    let greeter = GreeterClient::new(service.caller(), "greeter");
     let flags = service.flags();
     if flags.is_set("server") {
         return service.run().await;
     }
     if flags.is_set("client") {
-        return say_hello(&service).await;
+        return say_hello(&greeter).await;
     }
     service.start().await?;
-    let result = say_hello(&service).await;
+    let result = say_hello(&greeter).await;
     service.stop().await?;
     result
 }

@@ -30,6 +30,25 @@ pub(crate) struct Method {
     pub(crate) req_name: TokenStream,
     pub(crate) request: Message,
     pub(crate) response: Message,
+    /// The signature's types as the author wrote them, kept in the rewritten trait so the
+    /// author's imports (`Context`, `Result`, `Streaming`) stay in use.
+    pub(crate) written: Written,
+}
+
+/// Types of a method signature as written (the context's lifetime set to `'a`).
+pub(crate) struct Written {
+    pub(crate) ctx: syn::Type,
+    pub(crate) req: syn::Type,
+    pub(crate) output: syn::Type,
+}
+
+/// `&Context` as `&'a Context`.
+fn with_lifetime_a(ty: &syn::Type) -> syn::Type {
+    let mut ty = ty.clone();
+    if let syn::Type::Reference(r) = &mut ty {
+        r.lifetime = Some(syn::Lifetime::new("'a", proc_macro2::Span::call_site()));
+    }
+    ty
 }
 
 /// The trait, read and checked.
@@ -354,7 +373,7 @@ fn read_method(f: TraitItemFn, trait_name: &str, errors: &mut Errors) -> Option<
             let req_name = plain_name(&req.pat, errors);
             let request = request_message(&req.ty, errors);
             if let (Some(c), Some(r), Some(m)) = (ctx_name, req_name, request) {
-                args = Some((c, r, m));
+                args = Some((c, r, m, with_lifetime_a(&ctx.ty), (*req.ty).clone()));
             }
         }
         _ if has_receiver => errors.at(
@@ -400,7 +419,11 @@ fn read_method(f: TraitItemFn, trait_name: &str, errors: &mut Errors) -> Option<
             }
         },
     };
-    let (ctx_name, req_name, request) = args?;
+    let (ctx_name, req_name, request, ctx_ty, req_ty) = args?;
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => return None,
+    };
     let name_span = options
         .rename
         .as_ref()
@@ -422,6 +445,11 @@ fn read_method(f: TraitItemFn, trait_name: &str, errors: &mut Errors) -> Option<
         req_name,
         request,
         response: response?,
+        written: Written {
+            ctx: ctx_ty,
+            req: req_ty,
+            output,
+        },
     };
     Some((method, name_span))
 }

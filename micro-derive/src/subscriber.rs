@@ -62,8 +62,25 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "remove the generic parameters: a subscriber decodes one concrete message type",
         );
     }
-    let args: Vec<&FnArg> = sig.inputs.iter().collect();
+    let mut args: Vec<&FnArg> = sig.inputs.iter().collect();
     let mut message = None;
+    // An optional first argument `state: &S`: the generated function then takes the state.
+    let mut state: Option<syn::Type> = None;
+    if args.len() == 3
+        && let Some(FnArg::Typed(first)) = args.first()
+    {
+        plain_name(&first.pat, &mut errors);
+        match &*first.ty {
+            syn::Type::Reference(r) if r.mutability.is_none() && !is_context_ref(&first.ty) => {
+                state = Some((*r.elem).clone());
+            }
+            other => errors.at(
+                other,
+                "the state argument is shared: take it as `state: &S` (S is cloned into each call)",
+            ),
+        }
+        args.remove(0);
+    }
     match args.as_slice() {
         [FnArg::Typed(ctx), FnArg::Typed(msg)] => {
             plain_name(&ctx.pat, &mut errors);
@@ -85,8 +102,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         _ => errors.at(
             &sig.inputs,
             format!(
-                "expected `async fn {name}(ctx: &micro::Context, message: T)`: a subscriber takes \
-                 the context and one message (a free function, no `self`)"
+                "expected `async fn {name}(ctx: &micro::Context, message: T)` (or with a first \
+                 `state: &S` argument): a subscriber takes the context and one message (a free \
+                 function, no `self`)"
             ),
         ),
     }
@@ -128,15 +146,30 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     });
     let fn_doc =
         format!("The subscription of [`{name}`], for `micro::Service::builder().subscriber(...)`.");
+    let (param, handler) = match &state {
+        Some(state_ty) => (
+            quote!(state: #state_ty),
+            quote! {
+                move |ctx: #p::Context, message: #wire| {
+                    let state = ::core::clone::Clone::clone(&state);
+                    async move { #name(&state, &ctx, #value).await }
+                }
+            },
+        ),
+        None => (
+            quote!(),
+            quote!(|ctx: #p::Context, message: #wire| async move { #name(&ctx, #value).await }),
+        ),
+    };
     Ok(quote! {
         #item
 
         #[doc = #fn_doc]
-        #vis fn #subscription() -> #p::server::Subscription {
+        #vis fn #subscription(#param) -> #p::server::Subscription {
             let mut subscription = #p::server::Subscription::new::<#wire, _, _>(
                 #topic,
                 #queue,
-                |ctx: #p::Context, message: #wire| async move { #name(&ctx, #value).await },
+                #handler,
             );
             subscription.endpoint.request = {
                 #[allow(unused_imports)]

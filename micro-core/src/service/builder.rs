@@ -5,7 +5,10 @@ use super::{Built, Hooks, Inner, NoPlugins, PluginSource, Service};
 use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
-use crate::in_process::{LocalImpl, LocalServices};
+use crate::in_process::{Caller, LocalImpl, LocalServices};
+
+/// Makes handlers once the components exist (see [`ServiceBuilder::handler_with`]).
+type Deferred = Box<dyn FnOnce(&Caller) -> (Vec<LocalImpl>, Vec<Handler>)>;
 use crate::logger::{self, LogOutput, Logger};
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
@@ -31,6 +34,7 @@ pub struct ServiceBuilder<P = NoPlugins> {
     env: Option<Vec<(String, String)>>,
     app_flags: Vec<AppFlag>,
     handlers: Vec<Handler>,
+    deferred: Vec<Deferred>,
     subscriptions: Vec<Subscription>,
     hooks: Hooks,
     overrides: Components,
@@ -86,6 +90,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             env: None,
             app_flags: Vec::new(),
             handlers: Vec::new(),
+            deferred: Vec::new(),
             subscriptions: Vec::new(),
             hooks: Hooks::default(),
             overrides: Components::default(),
@@ -221,6 +226,21 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 .retain(|s| s.name == "logger" || only.contains(&s.name));
         }
         schema
+    }
+
+    /// Adds endpoints made once the service's components exist, from a [`Caller`] (the
+    /// client, the in-process table and the call middleware): for handlers that call other
+    /// services, e.g. `.handler_with(|caller| OrdersServer::new(Orders::new(caller.clone())))`.
+    pub fn handler_with<F, H>(mut self, make: F) -> Self
+    where
+        F: FnOnce(&Caller) -> H + 'static,
+        H: IntoHandlers,
+    {
+        self.deferred.push(Box::new(move |caller| {
+            let handlers = make(caller);
+            (handlers.local_impls(), handlers.into_handlers())
+        }));
+        self
     }
 
     /// Shares an in-process table with other services of this process, so their typed
@@ -376,7 +396,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
     }
 
     /// Builds the service, or says what the command line asked for instead.
-    pub fn try_build(self) -> std::result::Result<Built<P>, ConfigError> {
+    pub fn try_build(mut self) -> std::result::Result<Built<P>, ConfigError> {
         let sources = self.sources();
         let loaded = match config::load(self.schema(), &sources)? {
             Outcome::Loaded(loaded) => *loaded,
@@ -417,6 +437,16 @@ impl<P: PluginSource> ServiceBuilder<P> {
             });
         }
         let components = self.build_components(&sections, &loaded, &loggers, &info)?;
+        let caller = Caller {
+            client: components.client.clone(),
+            local: self.local.clone(),
+            middleware: self.middleware.clone(),
+        };
+        for make in std::mem::take(&mut self.deferred) {
+            let (impls, handlers) = make(&caller);
+            self.local_impls.extend(impls);
+            self.handlers.extend(handlers);
+        }
         if let Some(server) = &components.server {
             for h in &self.handlers {
                 server

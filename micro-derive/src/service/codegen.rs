@@ -153,13 +153,16 @@ fn user_trait(service: &Service, names: &Names) -> TokenStream {
     let Service {
         attrs, vis, ident, ..
     } = service;
+    let _ = names;
     let methods = service.methods.iter().map(|method| {
         let attrs = &method.attrs;
-        let head = signature_head(method, names, &method.ctx_name, &method.req_name);
-        let output = output(method, names);
+        let (ident, ctx, req) = (&method.ident, &method.ctx_name, &method.req_name);
+        let written = &method.written;
+        let (ctx_ty, req_ty, output) = (&written.ctx, &written.req, &written.output);
         quote! {
             #(#attrs)*
-            #head -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + 'a;
+            fn #ident<'a>(&'a self, #ctx: #ctx_ty, #req: #req_ty)
+                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + 'a;
         }
     });
     quote! {
