@@ -44,6 +44,18 @@ pub struct ClientParts {
 struct Inner {
     config: ClientConfig,
     parts: ClientParts,
+    /// Request ids are `<random prefix>-<counter>`: unique without a random draw per call.
+    id_prefix: String,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    fn request_id(&self) -> String {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
 }
 
 /// The mucp client. Cheap to clone.
@@ -85,7 +97,12 @@ impl MucpClient {
     /// A client with the given config and parts.
     pub fn new(config: ClientConfig, parts: ClientParts) -> Self {
         MucpClient {
-            inner: Arc::new(Inner { config, parts }),
+            inner: Arc::new(Inner {
+                config,
+                parts,
+                id_prefix: uuid::Uuid::new_v4().simple().to_string(),
+                next_id: std::sync::atomic::AtomicU64::new(1),
+            }),
         }
     }
 
@@ -234,7 +251,7 @@ impl MucpClient {
         }
         let retries = options.retries.unwrap_or(config.pool_retries);
         let idempotent = options.idempotent;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.inner.request_id();
         let mut last = None;
         for attempt in 0..=retries {
             if attempt > 0 {
@@ -305,7 +322,7 @@ impl Client for MucpClient {
     async fn stream(&self, mut request: Request, options: CallOptions) -> Result<Stream> {
         request.stream = true;
         let retries = options.retries.unwrap_or(self.inner.config.pool_retries);
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.inner.request_id();
         let mut last = None;
         for attempt in 0..=retries {
             if attempt > 0 {
@@ -349,7 +366,7 @@ impl Client for MucpClient {
         if !has(&message, headers::ID) {
             message
                 .header
-                .insert(headers::ID.into(), uuid::Uuid::new_v4().to_string());
+                .insert(headers::ID.into(), self.inner.request_id());
         }
         broker.publish(topic, message).await
     }

@@ -364,9 +364,9 @@ async fn serve(inner: Arc<Inner>, mut stream: Stream) {
     };
     let _guard = inner.stats.begin();
     let request = wire::request_from_frame(&first, &inner.name);
-    let reply = wire::reply_headers(&first);
+    let reply = wire::reply_headers(first.header);
     let ctx = request.context.clone();
-    let outcome = dispatch(&inner, request, stream, &reply, &ctx).await;
+    let outcome = dispatch(&inner, request, stream, reply, &ctx).await;
     if let Err(err) = outcome {
         inner.stats.errors.fetch_add(1, Ordering::Relaxed);
         if err.code >= 500 {
@@ -382,10 +382,11 @@ async fn dispatch(
     inner: &Inner,
     request: Request,
     stream: Stream,
-    reply: &HashMap<String, String>,
+    reply: HashMap<String, String>,
     ctx: &Context,
 ) -> Result<()> {
     let sender = stream.sender.clone();
+    // Called at most once, on whichever path answers.
     let answer = |result: Result<Response>| {
         let sender = sender.clone();
         let frame = wire::response_frame(reply, result);

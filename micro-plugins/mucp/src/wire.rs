@@ -51,17 +51,20 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
     }
 }
 
-/// The headers every answer to `first` carries: its id, service and endpoint.
-pub fn reply_headers(first: &Message) -> HashMap<String, String> {
-    [headers::ID, headers::SERVICE, headers::ENDPOINT]
-        .into_iter()
-        .filter_map(|k| first.header(k).map(|v| (k.to_string(), v.to_string())))
-        .collect()
+/// The headers every answer carries (the request's id, service and endpoint), made from the
+/// request's own header map so no new map or strings are allocated.
+pub fn reply_headers(mut request_headers: HashMap<String, String>) -> HashMap<String, String> {
+    request_headers.retain(|k, _| {
+        [headers::ID, headers::SERVICE, headers::ENDPOINT]
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(k))
+    });
+    request_headers
 }
 
 /// The frame answering a unary request.
-pub fn response_frame(reply: &HashMap<String, String>, result: Result<Response>) -> Message {
-    let mut header = reply.clone();
+pub fn response_frame(reply: HashMap<String, String>, result: Result<Response>) -> Message {
+    let mut header = reply;
     match result {
         Ok(response) => {
             for (k, v) in response.header.iter() {
@@ -202,8 +205,9 @@ mod tests {
         assert_eq!(back.context.metadata.get("x-user"), Some("ann"));
         assert!(back.context.deadline.is_some());
         assert!(!back.stream);
-        let reply = reply_headers(&frame);
-        let err = response_from_frame(response_frame(&reply, Err(Error::not_found("x", "y"))));
+        let reply = reply_headers(frame.header);
+        assert_eq!(reply.len(), 3);
+        let err = response_from_frame(response_frame(reply, Err(Error::not_found("x", "y"))));
         assert_eq!(err.unwrap_err().code, 404);
     }
 }
