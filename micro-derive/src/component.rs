@@ -1,5 +1,6 @@
 //! `#[derive(Component)]`.
 
+use crate::service::doc_text;
 use proc_macro_crate::{FoundCrate, crate_name};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -27,22 +28,6 @@ struct FieldAttrs {
     skip: bool,
 }
 
-fn doc_text(attrs: &[syn::Attribute]) -> String {
-    let lines: Vec<String> = attrs
-        .iter()
-        .filter(|a| a.path().is_ident("doc"))
-        .filter_map(|a| match &a.meta {
-            syn::Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some(s.value().trim().to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    lines.join(" ").trim().to_string()
-}
 
 fn field_attrs(field: &syn::Field, errors: &mut Vec<syn::Error>) -> FieldAttrs {
     let mut out = FieldAttrs::default();
