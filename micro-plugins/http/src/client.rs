@@ -9,6 +9,7 @@ use crate::ID;
 use crate::frame::{self, Decoder};
 use crate::headers::{self, MICRO_ERROR, MICRO_STREAM};
 use bytes::Bytes;
+use futures::FutureExt;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::header::HeaderValue;
@@ -31,6 +32,18 @@ const CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// Value of the `Micro-Stream` HTTP header the client adds when the first frame has none.
 const FRAMES_MARKER: &str = "frames";
+
+/// How long the rest of a response body is read after its END (or RESET) frame, waiting for
+/// the server's END_STREAM. The server sends it right after END; one that does not is
+/// dropped (reset) after this long.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Streams reset locally that h2 remembers at a time (its default is 50), so that frames the
+/// server sent before it saw the reset are ignored. A frame for a stream h2 no longer
+/// remembers makes it reset that stream again and count it as a protocol error of the
+/// server; past 1024 of those h2 closes the connection (GOAWAY `too_many_internal_resets`).
+/// Cancelled calls (a timeout, a dropped stream) reset streams, many at once under load.
+const MAX_RESET_STREAMS: usize = 1024;
 
 /// One h2c connection, shared by the [`HttpConnection`]s dialled to its address.
 pub(crate) struct ClientConn {
@@ -67,6 +80,7 @@ impl ClientConn {
             h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_concurrent_reset_streams(MAX_RESET_STREAMS)
                 .handshake::<_, Bytes>(tcp)
                 .await
                 .map_err(|e| {
@@ -200,14 +214,56 @@ async fn drive(conn: Arc<ClientConn>, io: StreamIo) {
     };
     // Ended (or dropped) before sending anything: no request at all.
     let Some(first) = first else { return };
+    let mut rest = None;
     let result = if conn.plain_unary && first.header(MICRO_STREAM).is_none() {
         drop(outgoing);
         unary(&conn, first, &incoming).await
     } else {
-        framed(&conn, first, outgoing, &incoming).await
+        framed(&conn, first, outgoing, &incoming, &mut rest).await
     };
     if let Err(err) = result {
         let _ = incoming.send(Err(err)).await;
+    }
+    // The user's stream ends here (`None`), whatever is left to read of the HTTP/2 stream.
+    drop(incoming);
+    if let Some(body) = rest {
+        drain(&conn, body).await;
+    }
+}
+
+/// Reads the rest of a response body whose micro stream is over (its END or RESET frame
+/// arrived), up to the server's END_STREAM, so that the HTTP/2 stream closes instead of being
+/// reset. h2 resets a stream whose `RecvStream` is dropped before END_STREAM (RST_STREAM
+/// CANCEL); under load the END_STREAM then often arrives after h2 forgot the stream, and h2
+/// counts it as a protocol error of the server: past 1024 it closes the whole connection and
+/// every call on it fails. Bounded: a server that sends more than `max_body_size` bytes after
+/// END, or no END_STREAM within [`DRAIN_TIMEOUT`], is dropped (reset).
+async fn drain(conn: &ClientConn, mut body: RecvStream) {
+    let mut left = conn.max_body_size;
+    let read = async {
+        while let Some(chunk) = body.data().await {
+            let Ok(chunk) = chunk else {
+                // Reset by the server or a broken connection: nothing left to read.
+                return true;
+            };
+            let _ = body.flow_control().release_capacity(chunk.len());
+            match left.checked_sub(chunk.len()) {
+                Some(rest) => left = rest,
+                None => return false,
+            }
+        }
+        if !body.is_end_stream() {
+            let _ = body.trailers().await;
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(DRAIN_TIMEOUT, read).await, Ok(true)) {
+        conn.logger.in_scope(|| {
+            tracing::debug!(
+                remote = %conn.remote,
+                "http transport: no END_STREAM after the END frame; stopped reading the response"
+            )
+        });
     }
 }
 
@@ -226,15 +282,19 @@ async fn start(
     send.send_request(request, end).map_err(|e| conn.broken(&e))
 }
 
-/// Sends `data`, waiting for flow-control capacity; `false` when the stream is gone.
-async fn send_all(body: &mut SendStream<Bytes>, mut data: Bytes) -> bool {
+/// Sends `data`, waiting for flow-control capacity, with END_STREAM on its last DATA frame
+/// when `end`; `false` when the stream is gone.
+async fn send_all(body: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> bool {
+    if data.is_empty() {
+        return !end || body.send_data(Bytes::new(), true).is_ok();
+    }
     while !data.is_empty() {
         body.reserve_capacity(data.len());
         match poll_fn(|cx| body.poll_capacity(cx)).await {
             Some(Ok(0)) => continue,
             Some(Ok(n)) => {
                 let chunk = data.split_to(n.min(data.len()));
-                if body.send_data(chunk, false).is_err() {
+                if body.send_data(chunk, end && data.is_empty()).is_err() {
                     return false;
                 }
             }
@@ -245,11 +305,19 @@ async fn send_all(body: &mut SendStream<Bytes>, mut data: Bytes) -> bool {
 }
 
 /// A streaming exchange: every frame, the first included, goes in the request body.
+///
+/// Once the response's micro stream is over (END or RESET frame, malformed frame), the
+/// response body is left in `rest` to be read up to its END_STREAM (see [`drain`]). When the
+/// user drops the receiver before that, the frames that already arrived are still looked at:
+/// if the END frame is among them the stream is drained as well (micro's client drops its
+/// stream after the one reply frame); otherwise the stream is cancelled at once (dropping
+/// the body resets the HTTP/2 stream once the request side is done too).
 async fn framed(
     conn: &ClientConn,
     first: Message,
     outgoing: mpsc::Receiver<Message>,
     incoming: &mpsc::Sender<Result<Message>>,
+    rest: &mut Option<RecvStream>,
 ) -> Result<()> {
     let request = conn.request(&first, true);
     let first_bytes = frame::encode(0, first, conn.max_body_size)?;
@@ -272,10 +340,13 @@ async fn framed(
         return Err(status_error(parts.status, &parts.headers, &text));
     }
     let mut decoder = Decoder::new(conn.max_body_size);
+    // The user dropped the receiver: frames are decoded (to find END) but not delivered.
+    let mut abandoned = false;
     loop {
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) if frame.is_reset() => {
+                    *rest = Some(body);
                     return Err(frame
                         .message
                         .header(MICRO_ERROR)
@@ -284,22 +355,38 @@ async fn framed(
                 }
                 Ok(Some(frame)) => {
                     let end = frame.is_end();
-                    if (!end || frame::has_message(&frame))
+                    if !abandoned
+                        && (!end || frame::has_message(&frame))
                         && incoming.send(Ok(frame.message)).await.is_err()
                     {
-                        return Ok(());
+                        abandoned = true;
                     }
                     if end {
+                        *rest = Some(body);
                         return Ok(());
                     }
                 }
                 Ok(None) => break,
-                Err(err) => return Err(Error::new(ID, 502, err.detail)),
+                Err(err) => {
+                    *rest = Some(body);
+                    return Err(Error::new(ID, 502, err.detail));
+                }
             }
         }
-        let next = tokio::select! {
-            next = body.data() => next,
-            _ = incoming.closed() => return Ok(()),
+        let next = if abandoned {
+            // Only what already arrived; nothing more is waited for.
+            match body.data().now_or_never() {
+                Some(next) => next,
+                None => return Ok(()),
+            }
+        } else {
+            tokio::select! {
+                next = body.data() => next,
+                _ = incoming.closed() => {
+                    abandoned = true;
+                    continue;
+                }
+            }
         };
         match next {
             Some(Ok(chunk)) => {
@@ -319,7 +406,8 @@ async fn framed(
     }
 }
 
-/// User frames → request body, then END (or RESET if a frame cannot be encoded).
+/// User frames → request body, then END (or RESET if a frame cannot be encoded) in the DATA
+/// frame that ends the HTTP/2 stream, so the server never sees one without the other.
 async fn write_frames(
     mut body: SendStream<Bytes>,
     first: Bytes,
@@ -327,7 +415,7 @@ async fn write_frames(
     max: usize,
     user: mpsc::WeakSender<Result<Message>>,
 ) {
-    if !send_all(&mut body, first).await {
+    if !send_all(&mut body, first, false).await {
         return;
     }
     loop {
@@ -337,21 +425,17 @@ async fn write_frames(
             _ = poll_fn(|cx| body.poll_reset(cx)) => return,
         };
         let Some(message) = next else {
-            if send_all(&mut body, frame::end()).await {
-                let _ = body.send_data(Bytes::new(), true);
-            }
+            send_all(&mut body, frame::end(), true).await;
             return;
         };
         match frame::encode(0, message, max) {
             Ok(bytes) => {
-                if !send_all(&mut body, bytes).await {
+                if !send_all(&mut body, bytes, false).await {
                     return;
                 }
             }
             Err(err) => {
-                if send_all(&mut body, frame::reset(&err)).await {
-                    let _ = body.send_data(Bytes::new(), true);
-                }
+                send_all(&mut body, frame::reset(&err), true).await;
                 if let Some(user) = user.upgrade() {
                     let _ = user.send(Err(err)).await;
                 }
@@ -369,14 +453,11 @@ async fn unary(
 ) -> Result<()> {
     let empty = first.body.is_empty();
     let (response, mut body) = start(conn, conn.request(&first, false), empty).await?;
-    if !empty {
-        if !send_all(&mut body, first.body).await {
-            return Err(Error::unavailable(
-                ID,
-                format!("connection to {}: request not sent", conn.remote),
-            ));
-        }
-        let _ = body.send_data(Bytes::new(), true);
+    if !empty && !send_all(&mut body, first.body, true).await {
+        return Err(Error::unavailable(
+            ID,
+            format!("connection to {}: request not sent", conn.remote),
+        ));
     }
     let response = response.await.map_err(|e| conn.broken(&e))?;
     let (parts, mut body) = response.into_parts();

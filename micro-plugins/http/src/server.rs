@@ -33,6 +33,11 @@ pub const ACCEPT_BACKLOG: usize = 128;
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 8 << 20;
 
+/// How long the rest of a framed request body is read once the handler is done with it (END
+/// frame, RESET, malformed frame, or the handler dropped its receiver), waiting for the
+/// client's END_STREAM; see [`drain`].
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What every connection of one listener shares.
 struct Shared {
     streams: mpsc::Sender<Stream>,
@@ -202,7 +207,11 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ResponseBody::Full(None))
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            // The handler's side is over: the last chunk (END or RESET) carries END_STREAM.
+            ResponseBody::Frames(rx) => rx.is_closed() && rx.is_empty(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -366,8 +375,7 @@ async fn framed(
     response
 }
 
-/// Request body → frames for the handler. On a malformed frame the handler gets the error,
-/// the client gets a RESET frame, and the exchange ends.
+/// Request body → frames for the handler, then the rest of the body is drained.
 async fn read_frames(
     mut body: Incoming,
     incoming: mpsc::Sender<Result<Message>>,
@@ -376,8 +384,55 @@ async fn read_frames(
     max: usize,
     logger: Logger,
 ) {
+    deliver_frames(&mut body, incoming, &out, &abort, max, &logger).await;
+    drain(body, max, &logger).await;
+}
+
+/// Reads what is left of a request body once its frames are no longer wanted, up to the
+/// client's END_STREAM, so that the HTTP/2 stream closes instead of being reset: a request
+/// body dropped early makes hyper reset the stream when the response is done, and a client
+/// frame that arrives afterwards, once h2 forgot the stream, counts as a protocol error of
+/// the client (past 1024 h2 closes the whole connection). Bounded: more than `max` bytes or
+/// no end within [`DRAIN_TIMEOUT`], and the body is dropped (the stream reset).
+async fn drain(mut body: Incoming, max: usize, logger: &Logger) {
+    let mut left = max;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                // Reset by the client or a broken connection: nothing left to read.
+                return true;
+            };
+            if let Some(data) = frame.data_ref() {
+                match left.checked_sub(data.len()) {
+                    Some(rest) => left = rest,
+                    None => return false,
+                }
+            }
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(DRAIN_TIMEOUT, read).await, Ok(true)) {
+        logger.in_scope(|| {
+            tracing::debug!(
+                "http transport: the request went on after the handler was done; stopped reading it"
+            )
+        });
+    }
+}
+
+/// Request body → frames for the handler, until END, RESET, a malformed frame (the handler
+/// gets the error, the client a RESET frame, and the exchange ends), the end of the body, or
+/// the handler dropping its receiver. The handler's stream ends (`None`) on return.
+async fn deliver_frames(
+    body: &mut Incoming,
+    incoming: mpsc::Sender<Result<Message>>,
+    out: &mpsc::WeakSender<Bytes>,
+    abort: &CancellationToken,
+    max: usize,
+    logger: &Logger,
+) {
     let mut decoder = Decoder::new(max);
-    let fail = |err: Error| fail_stream(err, &incoming, &out, &abort, &logger);
+    let fail = |err: Error| fail_stream(err, &incoming, out, abort, logger);
     loop {
         loop {
             match decoder.next_frame() {
