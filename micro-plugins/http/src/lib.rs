@@ -14,6 +14,7 @@ pub mod broker;
 mod client;
 pub mod frame;
 mod headers;
+mod listen;
 mod server;
 mod transport;
 

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use micro_core::logger::Logger;
 use micro_core::transport::{Listener, Message, STREAM_BUFFER, Stream, StreamIo, stream_pair};
@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -104,7 +104,18 @@ pub(crate) async fn listen(
         max_body_size,
         logger,
     });
-    tokio::spawn(accept_loop(tcp, shared, token.clone()));
+    let logger = shared.logger.clone();
+    tokio::spawn(crate::listen::accept_loop(
+        tcp,
+        builder(),
+        token.clone(),
+        logger,
+        "http transport",
+        move |request, peer| {
+            let shared = shared.clone();
+            async move { handle(request, peer, shared).await }
+        },
+    ));
     Ok(HttpListener {
         address: local.to_string(),
         streams: rx,
@@ -121,63 +132,6 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW);
     builder
-}
-
-async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
-    let builder = Arc::new(builder());
-    loop {
-        let accepted = tokio::select! {
-            _ = token.cancelled() => return,
-            accepted = tcp.accept() => accepted,
-        };
-        match accepted {
-            Ok((socket, peer)) => {
-                tokio::spawn(serve(
-                    builder.clone(),
-                    socket,
-                    peer,
-                    shared.clone(),
-                    token.clone(),
-                ));
-            }
-            Err(err) => {
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                shared
-                    .logger
-                    .in_scope(|| tracing::warn!(error = %err, "http transport: accept failed"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    socket: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    token: CancellationToken,
-) {
-    // Small frames matter more than packet counts for RPC.
-    let _ = socket.set_nodelay(true);
-    let logger = shared.logger.clone();
-    let service = hyper::service::service_fn(move |request| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(request, peer, shared).await) }
-    });
-    let connection = builder.serve_connection(TokioIo::new(socket), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = token.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(err) = result {
-        logger
-            .in_scope(|| tracing::debug!(%peer, error = %err, "http transport: connection ended"));
-    }
 }
 
 /// The body of every response: a whole body, or frames as the handler sends them.

@@ -10,19 +10,17 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use micro_core::broker::{Delivery, Message, NoAck};
 use micro_core::logger::Logger;
 use micro_core::transport::headers::TOPIC;
 use micro_core::{Error, Result};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The subscriptions of one broker, by node id; shared by the broker and its server.
@@ -98,7 +96,18 @@ pub(crate) async fn start(
         max_body_size,
         logger,
     });
-    tokio::spawn(accept_loop(tcp, shared, token.clone()));
+    let logger = shared.logger.clone();
+    tokio::spawn(crate::listen::accept_loop(
+        tcp,
+        builder(),
+        token.clone(),
+        logger,
+        "http broker",
+        move |request, _peer| {
+            let shared = shared.clone();
+            async move { handle(request, &shared).await }
+        },
+    ));
     Ok(Running {
         address,
         _shutdown: token.drop_guard(),
@@ -136,61 +145,6 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     builder
-}
-
-async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
-    let builder = Arc::new(builder());
-    loop {
-        let accepted = tokio::select! {
-            _ = token.cancelled() => return,
-            accepted = tcp.accept() => accepted,
-        };
-        match accepted {
-            Ok((socket, peer)) => {
-                tokio::spawn(serve(
-                    builder.clone(),
-                    socket,
-                    peer,
-                    shared.clone(),
-                    token.clone(),
-                ));
-            }
-            Err(err) => {
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                shared
-                    .logger
-                    .in_scope(|| tracing::warn!(error = %err, "http broker: accept failed"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    socket: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    token: CancellationToken,
-) {
-    let _ = socket.set_nodelay(true);
-    let logger = shared.logger.clone();
-    let service = hyper::service::service_fn(move |request| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(request, &shared).await) }
-    });
-    let connection = builder.serve_connection(TokioIo::new(socket), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = token.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(err) = result {
-        logger.in_scope(|| tracing::debug!(%peer, error = %err, "http broker: connection ended"));
-    }
 }
 
 type Reply = Response<Full<Bytes>>;
