@@ -28,7 +28,6 @@ struct FieldAttrs {
     skip: bool,
 }
 
-
 fn field_attrs(field: &syn::Field, errors: &mut Vec<syn::Error>) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     for attr in field
