@@ -18,6 +18,11 @@
 //! them pass, never fail).
 #![allow(dead_code)]
 
+#[path = "support.rs"]
+mod support;
+
+use support::{DEADLINE, unique};
+
 use bytes::Bytes;
 use micro_core::events::{
     ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
@@ -27,8 +32,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// How long a check waits for a delivery before failing.
-const DEADLINE: Duration = Duration::from_secs(10);
 /// How long a check waits to be reasonably sure a delivery does NOT come.
 const GRACE: Duration = Duration::from_millis(1500);
 /// Ack wait of the redelivery checks.
@@ -52,19 +55,6 @@ where
     check_nack_redelivered(make().await).await;
     check_ack_wait_redelivery(make().await).await;
     check_retry_limit(make().await).await;
-}
-
-/// A name no other check or concurrent run uses (lowercase hex, valid in any backend).
-fn unique(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
 }
 
 async fn publish(events: &Arc<dyn Events>, check: &str, topic: &str, payload: &str) {

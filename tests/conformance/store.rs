@@ -18,6 +18,11 @@
 //! by polling until a generous deadline.
 #![allow(dead_code)]
 
+#[path = "support.rs"]
+mod support;
+
+use support::{DEADLINE, unique};
+
 use bytes::Bytes;
 use micro_core::store::{
     DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions,
@@ -27,8 +32,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a check waits for something that should happen (an expiry) before failing.
-const DEADLINE: Duration = Duration::from_secs(10);
 /// Pause between two polls.
 const POLL: Duration = Duration::from_millis(50);
 /// A short time to live for expiry checks.
@@ -54,20 +57,6 @@ where
     check_record_expiry(make().await).await;
     check_ttl_overrides_record_expiry(make().await).await;
     check_scopes(make().await).await;
-}
-
-/// A name no other check or concurrent run uses: lowercase hex only, so it is a valid
-/// database or table name in any backend.
-fn unique(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
 }
 
 fn record(key: &str, value: &str) -> Record {

@@ -15,14 +15,18 @@ pub const GRACE: Duration = Duration::from_millis(300);
 /// Pause between two polls of [`eventually`].
 pub const POLL: Duration = Duration::from_millis(50);
 
-/// A name no other check (or concurrent run against a shared server) uses:
-/// `<prefix>-<pid>-<nanos>`.
+/// A name no other check or concurrent run uses (lowercase hex after the prefix, valid as a
+/// topic, key, table or lock name in any backend).
 pub fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
 }
 
 /// Polls `probe` until it returns `Some`, or panics with `what` after [`DEADLINE`].

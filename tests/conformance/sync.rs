@@ -18,14 +18,17 @@
 //! those checks pass, never fail).
 #![allow(dead_code)]
 
+#[path = "support.rs"]
+mod support;
+
+use support::{DEADLINE, unique};
+
 use micro_core::sync::{Leader, LeaderOptions, LockOptions, Sync};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// How long a check waits for something that should happen.
-const DEADLINE: Duration = Duration::from_secs(10);
 /// A lock ttl long enough never to lapse during a check.
 const LONG_TTL: Duration = Duration::from_secs(60);
 /// The short ttl of the expiry checks.
@@ -46,19 +49,6 @@ where
     check_concurrent_lockers(make().await).await;
     check_leader_resign(make().await).await;
     check_leader_dies(make().await).await;
-}
-
-/// A name no other check or concurrent run uses (lowercase hex, valid in any backend).
-fn unique(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    format!("{prefix}_{:x}{:x}", hasher.finish(), nanos & 0xffff_ffff)
 }
 
 fn lock_options(ttl: Option<Duration>, wait: Option<Duration>) -> LockOptions {
