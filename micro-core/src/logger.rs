@@ -3,7 +3,9 @@
 //! logs inside [`Logger::in_scope`] or instruments futures with [`Logger::dispatch`].
 
 use crate::config::{ConfigError, Loaded, LoggerConfig};
+use crate::plugin::{PluginFactory, Plugins};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tracing::level_filters::LevelFilter;
@@ -196,4 +198,43 @@ pub fn text_dispatch(config: &LoggerConfig, level: LevelFilter, output: LogOutpu
         .event_format(TextFormat { fields })
         .finish();
     Dispatch::new(subscriber)
+}
+
+/// Every section's logger, built once.
+pub struct Loggers {
+    /// Logger of each section.
+    pub by_section: BTreeMap<String, Logger>,
+}
+
+impl Loggers {
+    /// Builds every section's logger from its config (a `logger` plugin by name, or text).
+    pub fn new(plugins: &Plugins, loaded: &Loaded, output: LogOutput) -> Result<Self, ConfigError> {
+        let mut by_section = BTreeMap::new();
+        for section in loaded.schema().sections.iter().map(|s| s.name.clone()) {
+            let cfg = config_for(loaded, &section)?;
+            let key = if section == "logger" {
+                "logger.level".to_string()
+            } else {
+                format!("{section}.logger.level")
+            };
+            let level = level_of(&cfg, &key)?;
+            let dispatch = match cfg.plugin.as_str() {
+                "default" | "text" | "" => text_dispatch(&cfg, level, output.clone()),
+                other => match &plugins.find("logger", other)?.factory {
+                    PluginFactory::Logger(f) if cfg.enabled => f(&cfg, level, output.clone()),
+                    _ => tracing::Dispatch::none(),
+                },
+            };
+            by_section.insert(section.clone(), Logger::new(section, dispatch));
+        }
+        Ok(Loggers { by_section })
+    }
+
+    /// The logger of `section` (one that drops everything when there is none).
+    pub fn get(&self, section: &str) -> Logger {
+        self.by_section
+            .get(section)
+            .cloned()
+            .unwrap_or_else(Logger::none)
+    }
 }

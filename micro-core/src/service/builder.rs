@@ -9,7 +9,7 @@ use crate::in_process::{Caller, LocalImpl, LocalServices};
 
 /// Makes handlers once the components exist (see [`ServiceBuilder::handler_with`]).
 type Deferred = Box<dyn FnOnce(&Caller) -> (Vec<LocalImpl>, Vec<Handler>)>;
-use crate::logger::{self, LogOutput, Logger};
+use crate::logger::{LogOutput, Loggers};
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};
@@ -567,45 +567,5 @@ fn start_error(section: &str, e: &Error) -> ConfigError {
     ConfigError::Invalid {
         key: section.to_string(),
         reason: e.detail.clone(),
-    }
-}
-
-/// Every section's logger, built once.
-struct Loggers {
-    by_section: BTreeMap<String, Logger>,
-}
-
-impl Loggers {
-    fn new(
-        plugins: &Plugins,
-        loaded: &Loaded,
-        output: LogOutput,
-    ) -> std::result::Result<Self, ConfigError> {
-        let mut by_section = BTreeMap::new();
-        for section in loaded.schema().sections.iter().map(|s| s.name.clone()) {
-            let cfg = logger::config_for(loaded, &section)?;
-            let key = if section == "logger" {
-                "logger.level".to_string()
-            } else {
-                format!("{section}.logger.level")
-            };
-            let level = logger::level_of(&cfg, &key)?;
-            let dispatch = match cfg.plugin.as_str() {
-                "default" | "text" | "" => logger::text_dispatch(&cfg, level, output.clone()),
-                other => match &plugins.find("logger", other)?.factory {
-                    PluginFactory::Logger(f) if cfg.enabled => f(&cfg, level, output.clone()),
-                    _ => tracing::Dispatch::none(),
-                },
-            };
-            by_section.insert(section.clone(), Logger::new(section, dispatch));
-        }
-        Ok(Loggers { by_section })
-    }
-
-    fn get(&self, section: &str) -> Logger {
-        self.by_section
-            .get(section)
-            .cloned()
-            .unwrap_or_else(Logger::none)
     }
 }
