@@ -33,6 +33,7 @@ fn library_sources() -> Vec<PathBuf> {
         "micro-core/src",
         "micro-derive/src",
         "micro-cli/src",
+        "micro-build/src",
         "micro-plugins",
     ] {
         rust_files(&root().join(dir), &mut files);
