@@ -151,6 +151,30 @@ impl Context {
     }
 }
 
+/// Runs `work` until it finishes or `ctx`'s deadline passes. Then the answer is a 408, `ctx` is
+/// cancelled so the work can see it, and the work gets up to `grace` to notice before it is
+/// dropped. Without a deadline the work simply runs.
+pub async fn under_deadline<T>(
+    ctx: &Context,
+    work: impl std::future::Future<Output = crate::Result<T>>,
+    grace: Duration,
+) -> crate::Result<T> {
+    if ctx.deadline.is_none() {
+        return work.await;
+    }
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        _ = ctx.cancelled() => {
+            ctx.cancel();
+            if !grace.is_zero() {
+                let _ = tokio::time::timeout(grace, &mut work).await;
+            }
+            Err(crate::Error::timeout("go.micro", "deadline exceeded before the work finished"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,19 +127,10 @@ impl Caller {
     }
 }
 
-/// Runs `work` until it finishes or `ctx`'s deadline passes (then a 408, with `ctx`
-/// cancelled so the work can see it).
+/// Runs `work` under `ctx`'s deadline (see [`crate::context::under_deadline`]), dropping it
+/// at once when the deadline passes.
 pub async fn until_deadline<T>(ctx: &Context, work: impl Future<Output = Result<T>>) -> Result<T> {
-    if ctx.deadline.is_none() {
-        return work.await;
-    }
-    tokio::select! {
-        result = work => result,
-        _ = ctx.cancelled() => {
-            ctx.cancel();
-            Err(Error::timeout("go.micro.client", "deadline exceeded"))
-        }
-    }
+    crate::context::under_deadline(ctx, work, std::time::Duration::ZERO).await
 }
 
 /// Calls an in-process implementation: the caller's `call` layers and the server's handler

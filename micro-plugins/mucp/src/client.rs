@@ -346,7 +346,12 @@ impl Client for MucpClient {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::unavailable(ID, "no attempt was made")))
+        Err(last.unwrap_or_else(|| {
+            Error::unavailable(
+                ID,
+                format!("could not open a stream to {}: no node was reached; check that it is running and registered", request.service),
+            )
+        }))
     }
 
     async fn publish(&self, topic: &str, mut message: broker::Message) -> Result<()> {

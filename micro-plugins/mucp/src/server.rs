@@ -424,7 +424,7 @@ async fn dispatch(
     match (&route.handler.kind, &route.unary) {
         (HandlerKind::Unary(_), Some(service)) => {
             let call = middleware::call(service, request);
-            let result = wire::under_deadline(ctx, call, grace).await;
+            let result = micro_core::context::under_deadline(ctx, call, grace).await;
             let failed = result.as_ref().err().cloned();
             answer(result).await?;
             failed.map_or(Ok(()), Err)
@@ -441,7 +441,7 @@ async fn dispatch(
                 answer(Err(err.clone())).await?;
                 return Err(err);
             }
-            let result = wire::under_deadline(ctx, f(request, stream), grace).await;
+            let result = micro_core::context::under_deadline(ctx, f(request, stream), grace).await;
             if let Err(err) = &result {
                 // The handler's typed adapter reports its own errors; this covers deadlines
                 // and failures before it could.
@@ -450,6 +450,9 @@ async fn dispatch(
             drop(sender);
             result
         }
-        _ => Err(Error::internal(ID, "endpoint has no handler")),
+        _ => Err(Error::internal(
+            ID,
+            "unary endpoint without its middleware stack: the server was not started through start()",
+        )),
     }
 }

@@ -6,9 +6,8 @@ use micro_core::client::{Request, Response};
 use micro_core::middleware::{self, RpcLayer};
 use micro_core::streaming;
 use micro_core::transport::{Message, headers};
-use micro_core::{Context, Error, Metadata, Result};
+use micro_core::{Context, Metadata, Result};
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,25 +130,6 @@ pub fn response_from_frame(frame: Message) -> Result<Response> {
     })
 }
 
-/// Runs `work` until it finishes or the context is cancelled or its deadline passes; then
-/// the answer is a 408, the context is cancelled so the handler can see it, and the handler
-/// is given up to `grace` to notice before it is dropped.
-pub async fn under_deadline<T>(
-    ctx: &Context,
-    work: impl Future<Output = Result<T>>,
-    grace: Duration,
-) -> Result<T> {
-    let mut work = std::pin::pin!(work);
-    tokio::select! {
-        result = &mut work => result,
-        _ = ctx.cancelled() => {
-            ctx.cancel();
-            let _ = tokio::time::timeout(grace, &mut work).await;
-            Err(Error::timeout("go.micro.server", "deadline exceeded before the handler finished"))
-        }
-    }
-}
-
 /// Wraps a subscriber's handler in the subscriber middleware (a delivery becomes a
 /// `Request` whose endpoint is the topic).
 pub fn subscriber_handler(
@@ -186,6 +166,7 @@ pub fn subscriber_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use micro_core::Error;
 
     #[test]
     fn timeout_header_forms() {
