@@ -8,6 +8,9 @@ use crate::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -135,15 +138,78 @@ pub struct DialOptions {
     pub timeout: Option<Duration>,
 }
 
+/// Why [`Connection::call`] failed, and whether the request can have reached the peer.
+#[derive(Debug, Clone)]
+pub struct CallError {
+    /// What went wrong.
+    pub error: Error,
+    /// `false` when the request was certainly not sent (so it cannot have run).
+    pub sent: bool,
+}
+
+impl CallError {
+    /// The request was not sent.
+    pub fn not_sent(error: Error) -> Self {
+        CallError { error, sent: false }
+    }
+
+    /// The request was (or may have been) sent.
+    pub fn sent(error: Error) -> Self {
+        CallError { error, sent: true }
+    }
+}
+
+/// The future of a [`UnaryHandler`]: the answer frame.
+pub type UnaryFuture = Pin<Box<dyn Future<Output = Message> + Send>>;
+
+/// Answers a whole unary request (one frame in, one frame out), see
+/// [`Listener::serve_unary`].
+pub type UnaryHandler = Arc<dyn Fn(Message) -> UnaryFuture + Send + Sync>;
+
 /// A client's connection to one address; it opens streams.
 #[async_trait]
 pub trait Connection: Send + Sync {
     /// Opens a new stream on this connection.
     async fn open_stream(&self) -> Result<Stream>;
+
+    /// A unary exchange: sends one request frame and returns the one answer frame. The
+    /// default opens a stream, sends the frame, ends its direction and reads the first
+    /// frame back; transports override it with a cheaper path (`tcp`: one UNARY frame
+    /// each way, no stream state).
+    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+        call_on_stream(self, message).await
+    }
+
     /// The address dialled.
     fn remote(&self) -> &str;
     /// Whether the connection is known to be broken (it should be dropped from pools).
     fn is_closed(&self) -> bool;
+}
+
+/// A unary exchange over a stream of `connection`: open, send the frame, end this direction,
+/// read the first frame back. The default of [`Connection::call`].
+pub async fn call_on_stream<C: Connection + ?Sized>(
+    connection: &C,
+    message: Message,
+) -> std::result::Result<Message, CallError> {
+    let Stream {
+        sender,
+        mut receiver,
+        ..
+    } = connection
+        .open_stream()
+        .await
+        .map_err(CallError::not_sent)?;
+    sender.send(message).await.map_err(CallError::not_sent)?;
+    drop(sender);
+    match receiver.recv().await {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(error)) => Err(CallError::sent(error)),
+        None => Err(CallError::sent(Error::unavailable(
+            "go.micro.transport",
+            format!("{} closed the stream before answering", connection.remote()),
+        ))),
+    }
 }
 
 /// A server's listening socket: yields the streams peers open.
@@ -153,6 +219,15 @@ pub trait Listener: Send {
     fn address(&self) -> String;
     /// The next stream a peer opened; `None` once the listener is closed.
     async fn accept(&mut self) -> Option<Stream>;
+
+    /// Asks the listener to answer unary requests (those sent with [`Connection::call`])
+    /// with `handler` inside the connection, without making a stream for each. Returns
+    /// `false` when the transport has no such path; unary requests then arrive through
+    /// [`Listener::accept`] like any stream (one frame, then the end).
+    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
+        let _ = handler;
+        false
+    }
 }
 
 /// A way of carrying frames between processes (or within one).

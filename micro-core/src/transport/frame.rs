@@ -21,6 +21,10 @@ const ID: &str = "go.micro.transport";
 pub const END: u8 = 0x01;
 /// Flag: the stream is aborted; the frame may carry a `Micro-Error` header, no body.
 pub const RESET: u8 = 0x02;
+/// Flag: a whole unary exchange in one frame. From the client it opens a stream and is the
+/// complete request (no END follows); the server answers with exactly one UNARY frame (or a
+/// RESET), after which both sides forget the id.
+pub const UNARY: u8 = 0x04;
 /// Size of the length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Smallest valid value of the length prefix: stream id, flags and header count.
@@ -47,6 +51,15 @@ impl Frame {
         Frame {
             stream,
             flags: 0,
+            message,
+        }
+    }
+
+    /// A UNARY frame: a whole request or a whole answer.
+    pub fn unary(stream: u32, message: Message) -> Self {
+        Frame {
+            stream,
+            flags: UNARY,
             message,
         }
     }
@@ -81,6 +94,11 @@ impl Frame {
     /// Whether the END flag is set.
     pub fn is_end(&self) -> bool {
         self.flags & END != 0
+    }
+
+    /// Whether the UNARY flag is set.
+    pub fn is_unary(&self) -> bool {
+        self.flags & UNARY != 0
     }
 
     /// Whether the RESET flag is set.
@@ -140,14 +158,16 @@ impl std::error::Error for FrameError {}
 
 /// Checks the flag rules shared by encode and decode.
 fn check_flags(flags: u8, headers: usize, body: usize) -> Result<(), FrameError> {
-    if flags & !(END | RESET) != 0 {
+    if flags & !(END | RESET | UNARY) != 0 {
         return Err(FrameError::malformed(format!(
             "unknown flag bits {:#04x}",
-            flags & !(END | RESET)
+            flags & !(END | RESET | UNARY)
         )));
     }
-    if flags == END | RESET {
-        return Err(FrameError::malformed("END and RESET both set"));
+    if flags.count_ones() > 1 {
+        return Err(FrameError::malformed(format!(
+            "flags {flags:#04x}: END, RESET and UNARY exclude each other"
+        )));
     }
     if flags == END && (headers != 0 || body != 0) {
         return Err(FrameError::malformed(
@@ -326,6 +346,9 @@ mod tests {
         assert_eq!(round_trip(&Frame::end(3)), Frame::end(3));
         let reset = Frame::reset(3, &Error::unavailable("x", "gone"));
         assert_eq!(round_trip(&reset), reset);
+        let unary = Frame::unary(9, Message::new("{}").with_header("Micro-Id", "2"));
+        assert_eq!(round_trip(&unary), unary);
+        assert!(unary.is_unary() && !unary.is_end());
     }
 
     #[test]
@@ -373,6 +396,7 @@ mod tests {
             &[0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 1, 0, 5], // key runs past the end
             &[0, 0, 0, 7, 0, 0, 0, 1, 0x80, 0, 0],    // unknown flag
             &[0, 0, 0, 7, 0, 0, 0, 1, 3, 0, 0],       // END and RESET
+            &[0, 0, 0, 7, 0, 0, 0, 1, 5, 0, 0],       // END and UNARY
             &[0, 0, 0, 8, 0, 0, 0, 1, 1, 0, 0, b'x'], // END with a body
             &[0, 0, 0, 8, 0, 0, 0, 1, 2, 0, 0, b'x'], // RESET with a body
             &[0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0xff, 0, 0, 0, 0, 0], // bad UTF-8

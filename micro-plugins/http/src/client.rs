@@ -15,7 +15,9 @@ use h2::{RecvStream, SendStream};
 use http::header::HeaderValue;
 use http::{Request, Uri};
 use micro_core::logger::Logger;
-use micro_core::transport::{Connection, Message, Stream, StreamIo, stream_pair};
+use micro_core::transport::{
+    CallError, Connection, Message, Stream, StreamIo, call_on_stream, stream_pair,
+};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::future::poll_fn;
@@ -47,12 +49,12 @@ const MAX_RESET_STREAMS: usize = 1024;
 
 /// One h2c connection, shared by the [`HttpConnection`]s dialled to its address.
 pub(crate) struct ClientConn {
-    remote: String,
+    pub(crate) remote: String,
     uri: Uri,
     send: SendRequest<Bytes>,
     /// Set when the connection task ended (socket closed, protocol error).
     closed: Arc<AtomicBool>,
-    max_body_size: usize,
+    pub(crate) max_body_size: usize,
     plain_unary: bool,
     logger: Logger,
 }
@@ -81,6 +83,11 @@ impl ClientConn {
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_concurrent_reset_streams(MAX_RESET_STREAMS)
+                // h2 counts every stream it resets over a frame it did not expect (e.g. a
+                // WINDOW_UPDATE for a stream it already forgot) for the whole life of the
+                // connection and closes it past 1024 (h2 issue #856): a busy, healthy
+                // connection to our own server reaches that in seconds.
+                .max_local_error_reset_streams(None)
                 .handshake::<_, Bytes>(tcp)
                 .await
                 .map_err(|e| {
@@ -136,7 +143,7 @@ impl ClientConn {
     }
 
     /// The HTTP request head carrying `first`'s headers.
-    fn request(&self, first: &Message, framed: bool) -> Request<()> {
+    pub(crate) fn request(&self, first: &Message, framed: bool) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.uri.clone();
@@ -162,11 +169,12 @@ impl ClientConn {
 /// address in the [`crate::HttpTransport`]).
 pub struct HttpConnection {
     conn: Arc<ClientConn>,
+    plain: crate::plain::PlainClient,
 }
 
 impl HttpConnection {
-    pub(crate) fn new(conn: Arc<ClientConn>) -> Self {
-        HttpConnection { conn }
+    pub(crate) fn new(conn: Arc<ClientConn>, plain: crate::plain::PlainClient) -> Self {
+        HttpConnection { conn, plain }
     }
 }
 
@@ -193,6 +201,15 @@ impl Connection for HttpConnection {
         Ok(stream)
     }
 
+    /// A plain POST over a pooled HTTP/1.1 keep-alive connection (see [`crate::plain`]),
+    /// unless the frame asks for a stream.
+    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+        if message.header(MICRO_STREAM).is_some() {
+            return call_on_stream(self, message).await;
+        }
+        crate::plain::call(&self.plain, &self.conn, message).await
+    }
+
     fn remote(&self) -> &str {
         &self.conn.remote
     }
@@ -217,7 +234,13 @@ async fn drive(conn: Arc<ClientConn>, io: StreamIo) {
     let mut rest = None;
     let result = if conn.plain_unary && first.header(MICRO_STREAM).is_none() {
         drop(outgoing);
-        unary(&conn, first, &incoming).await
+        match unary(&conn, first).await {
+            Ok(answer) => {
+                let _ = incoming.send(Ok(answer)).await;
+                Ok(())
+            }
+            Err(failure) => Err(failure.error),
+        }
     } else {
         framed(&conn, first, outgoing, &incoming, &mut rest).await
     };
@@ -446,34 +469,44 @@ async fn write_frames(
 }
 
 /// A plain POST: the first frame is the whole request; the response is one frame.
-async fn unary(
-    conn: &ClientConn,
-    first: Message,
-    incoming: &mpsc::Sender<Result<Message>>,
-) -> Result<()> {
+async fn unary(conn: &ClientConn, first: Message) -> std::result::Result<Message, CallError> {
     let empty = first.body.is_empty();
-    let (response, mut body) = start(conn, conn.request(&first, false), empty).await?;
+    let (response, mut body) = start(conn, conn.request(&first, false), empty)
+        .await
+        .map_err(CallError::not_sent)?;
+    // From here the server may have the request (a partial body never reaches a handler,
+    // but the client cannot tell how much the server read).
     if !empty && !send_all(&mut body, first.body, true).await {
-        return Err(Error::unavailable(
+        return Err(CallError::sent(Error::unavailable(
             ID,
             format!("connection to {}: request not sent", conn.remote),
-        ));
+        )));
     }
-    let response = response.await.map_err(|e| conn.broken(&e))?;
-    let (parts, mut body) = response.into_parts();
-    let payload = collect(conn, &mut body).await?;
-    let mut header = headers::from_http(&parts.headers)?;
-    if !parts.status.is_success() && !header.keys().any(|k| k.eq_ignore_ascii_case(MICRO_ERROR)) {
-        let err = status_error(parts.status, &parts.headers, &payload);
+    let answer = async {
+        let response = response.await.map_err(|e| conn.broken(&e))?;
+        let (parts, mut body) = response.into_parts();
+        let payload = collect(conn, &mut body).await?;
+        answer_message(parts.status, &parts.headers, payload)
+    };
+    answer.await.map_err(CallError::sent)
+}
+
+/// The answer frame of a plain POST: the response headers and body, with a `Micro-Error`
+/// made from the status when the server sent none.
+pub(crate) fn answer_message(
+    status: http::StatusCode,
+    head: &http::HeaderMap,
+    payload: Bytes,
+) -> Result<Message> {
+    let mut header = headers::from_http(head)?;
+    if !status.is_success() && !header.keys().any(|k| k.eq_ignore_ascii_case(MICRO_ERROR)) {
+        let err = status_error(status, head, &payload);
         header.insert(MICRO_ERROR.to_string(), err.to_json());
     }
-    let _ = incoming
-        .send(Ok(Message {
-            header,
-            body: payload,
-        }))
-        .await;
-    Ok(())
+    Ok(Message {
+        header,
+        body: payload,
+    })
 }
 
 /// A whole response body, up to the size limit.

@@ -15,6 +15,7 @@ mod client;
 pub mod frame;
 mod headers;
 mod listen;
+mod plain;
 mod server;
 mod transport;
 

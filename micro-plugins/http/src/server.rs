@@ -13,13 +13,15 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use micro_core::logger::Logger;
-use micro_core::transport::{Listener, Message, STREAM_BUFFER, Stream, StreamIo, stream_pair};
+use micro_core::transport::{
+    Listener, Message, STREAM_BUFFER, Stream, StreamIo, UnaryHandler, stream_pair,
+};
 use micro_core::{Error, Result};
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -41,6 +43,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// What every connection of one listener shares.
 struct Shared {
     streams: mpsc::Sender<Stream>,
+    /// Answers plain POSTs directly, once the listener was given one.
+    unary: OnceLock<UnaryHandler>,
     max_body_size: usize,
     logger: Logger,
 }
@@ -51,6 +55,7 @@ struct Shared {
 pub struct HttpListener {
     address: String,
     streams: mpsc::Receiver<Stream>,
+    shared: Arc<Shared>,
     _shutdown: DropGuard,
 }
 
@@ -70,6 +75,13 @@ impl Listener for HttpListener {
 
     async fn accept(&mut self) -> Option<Stream> {
         self.streams.recv().await
+    }
+
+    /// Plain POSTs are answered by `handler` in the request's own task (the first handler
+    /// given stays).
+    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
+        let _ = self.shared.unary.set(handler);
+        true
     }
 }
 
@@ -101,10 +113,12 @@ pub(crate) async fn listen(
     let token = CancellationToken::new();
     let shared = Arc::new(Shared {
         streams: tx,
+        unary: OnceLock::new(),
         max_body_size,
         logger,
     });
     let logger = shared.logger.clone();
+    let listener_shared = shared.clone();
     tokio::spawn(crate::listen::accept_loop(
         tcp,
         builder(),
@@ -119,6 +133,7 @@ pub(crate) async fn listen(
     Ok(HttpListener {
         address: local.to_string(),
         streams: rx,
+        shared: listener_shared,
         _shutdown: token.drop_guard(),
     })
 }
@@ -242,6 +257,10 @@ async fn unary(
             return headers::error_response(&err);
         }
     };
+    if let Some(handler) = shared.unary.get() {
+        let reply = handler(Message { header, body }).await;
+        return frame_response(reply, &shared.logger);
+    }
     let (
         stream,
         StreamIo {

@@ -33,6 +33,8 @@ pub struct HttpTransport {
     options: HttpTransportOptions,
     logger: Logger,
     connections: Arc<Mutex<HashMap<String, Arc<ClientConn>>>>,
+    /// Unary calls: pooled HTTP/1.1 connections.
+    plain: crate::plain::PlainClient,
 }
 
 impl Default for HttpTransport {
@@ -56,6 +58,7 @@ impl HttpTransport {
     /// A transport with the given options and no logging.
     pub fn new(options: HttpTransportOptions) -> Self {
         HttpTransport {
+            plain: crate::plain::client(options.dial_timeout),
             options,
             logger: Logger::none(),
             connections: Arc::new(Mutex::new(HashMap::new())),
@@ -91,7 +94,7 @@ impl Transport for HttpTransport {
             .filter(|c| !c.is_closed())
             .cloned();
         if let Some(conn) = cached {
-            return Ok(Box::new(HttpConnection::new(conn)));
+            return Ok(Box::new(HttpConnection::new(conn, self.plain.clone())));
         }
         let timeout = options.timeout.unwrap_or(self.options.dial_timeout);
         let conn = ClientConn::connect(
@@ -106,7 +109,7 @@ impl Transport for HttpTransport {
         // Keep the cache small: forget every connection that can no longer open streams.
         cache.retain(|_, c| !c.is_closed());
         cache.insert(address.to_string(), conn.clone());
-        Ok(Box::new(HttpConnection::new(conn)))
+        Ok(Box::new(HttpConnection::new(conn, self.plain.clone())))
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {

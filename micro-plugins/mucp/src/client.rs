@@ -15,7 +15,7 @@ use micro_core::logger::Logger;
 use micro_core::middleware::{self, Middleware};
 use micro_core::registry::Node;
 use micro_core::selector::Selector;
-use micro_core::transport::{DialOptions, Stream, Transport, headers};
+use micro_core::transport::{CallError, DialOptions, Stream, Transport, headers};
 use micro_core::{Error, Result};
 use rand::Rng;
 use std::sync::Arc;
@@ -156,7 +156,7 @@ impl MucpClient {
         Ok(stream)
     }
 
-    /// One attempt of a unary call.
+    /// One attempt of a unary call: a unary exchange on a connection to `node`.
     async fn attempt(
         &self,
         node: &Node,
@@ -164,26 +164,31 @@ impl MucpClient {
         deadline: Instant,
         id: &str,
     ) -> std::result::Result<Response, Failure> {
-        let mut stream = self.open(node, &request, Some(deadline), id).await?;
-        // The request is out: from here a failure may have run the handler.
-        drop(stream.sender);
-        match stream.receiver.recv().await {
-            Some(Ok(frame)) => wire::response_from_frame(frame).map_err(|error| Failure {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let connection = self
+            .inner
+            .parts
+            .transport
+            .dial(
+                &node.address,
+                DialOptions {
+                    timeout: Some(left),
+                },
+            )
+            .await
+            .map_err(Failure::before_start)?;
+        let frame = wire::request_frame(&request, id, Some(left));
+        match connection.call(frame).await {
+            Ok(frame) => wire::response_from_frame(frame).map_err(|error| Failure {
                 // A server that refuses before dispatch (draining) did not run anything.
                 started: !(error.code == 503 && error.id == "go.micro.server"),
                 node_broken: error.code == 503,
                 error,
             }),
-            Some(Err(error)) => Err(Failure {
+            Err(CallError { error, sent: false }) => Err(Failure::before_start(error)),
+            // The request is out: a failure may have run the handler.
+            Err(CallError { error, sent: true }) => Err(Failure {
                 error,
-                started: true,
-                node_broken: true,
-            }),
-            None => Err(Failure {
-                error: Error::unavailable(
-                    ID,
-                    format!("{} closed the stream before answering", node.address),
-                ),
                 started: true,
                 node_broken: true,
             }),

@@ -6,14 +6,14 @@ use crate::debug::{self, Stats};
 use crate::wire;
 use async_trait::async_trait;
 use micro_core::broker::{Broker, SubscribeOptions, Subscriber};
-use micro_core::client::{Request, Response};
+use micro_core::client::Request;
 use micro_core::config::ServerConfig;
 use micro_core::logger::Logger;
 use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription};
 use micro_core::streaming;
-use micro_core::transport::{Listener, Stream, Transport};
+use micro_core::transport::{Listener, Message, Stream, Transport, UnaryHandler};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -261,11 +261,12 @@ impl Server for MucpServer {
             return Err(Error::conflict(ID, "server already started"));
         }
         let routes = self.build_routes();
-        let listener = self
+        let mut listener = self
             .inner
             .transport
             .listen(&self.inner.config.address)
             .await?;
+        listener.serve_unary(unary_handler(self.inner.clone()));
         let address = advertised(&self.inner.config, &listener.address());
         let record = self.record_for(&address, &routes);
         *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
@@ -356,6 +357,32 @@ async fn renew_loop(inner: Arc<Inner>, record: Service) {
     }
 }
 
+/// Answers unary requests inside the transport's connections (no stream per request).
+fn unary_handler(inner: Arc<Inner>) -> UnaryHandler {
+    Arc::new(move |message: Message| {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let _guard = inner.stats.begin();
+            let request = wire::request_from_frame(&message, &inner.name);
+            let reply = wire::reply_headers(message.header);
+            let ctx = request.context.clone();
+            let result = match route(&inner, &request) {
+                Ok(Target::Unary(service)) => {
+                    let call = middleware::call(&service, request);
+                    let grace = inner.config.grace_period;
+                    micro_core::context::under_deadline(&ctx, call, grace).await
+                }
+                Ok(Target::Stream(_)) => Err(stream_only(&request)),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = &result {
+                failed(&inner, err);
+            }
+            wire::response_frame(reply, result)
+        })
+    })
+}
+
 /// Serves one stream: reads the opening frame, dispatches, answers.
 async fn serve(inner: Arc<Inner>, mut stream: Stream) {
     let first = match stream.receiver.recv().await {
@@ -366,18 +393,75 @@ async fn serve(inner: Arc<Inner>, mut stream: Stream) {
     let request = wire::request_from_frame(&first, &inner.name);
     let reply = wire::reply_headers(first.header);
     let ctx = request.context.clone();
-    let outcome = dispatch(&inner, request, stream, reply, &ctx).await;
-    if let Err(err) = outcome {
-        inner.stats.errors.fetch_add(1, Ordering::Relaxed);
-        if err.code >= 500 {
-            inner
-                .logger
-                .in_scope(|| tracing::debug!(error = %err, "request failed"));
-        }
+    if let Err(err) = dispatch(&inner, request, stream, reply, &ctx).await {
+        failed(&inner, &err);
     }
 }
 
-/// Routes a request to its handler; the error (if any) has been sent to the caller already.
+/// Counts a failed request and logs server-side failures.
+fn failed(inner: &Inner, err: &Error) {
+    inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+    if err.code >= 500 {
+        inner
+            .logger
+            .in_scope(|| tracing::debug!(error = %err, "request failed"));
+    }
+}
+
+/// Where a request goes.
+enum Target {
+    /// A unary endpoint's middleware stack.
+    Unary(RpcService),
+    /// A streaming endpoint.
+    Stream(micro_core::server::StreamFn),
+}
+
+/// Checks a request's content type and endpoint and finds its handler.
+fn route(inner: &Inner, request: &Request) -> Result<Target> {
+    micro_core::codec::Format::from_content_type(&request.content_type)?;
+    if request.endpoint.is_empty() {
+        return Err(Error::bad_request(
+            ID,
+            "missing Micro-Endpoint header: name the endpoint, e.g. Greeter.Hello",
+        ));
+    }
+    let routes = inner
+        .routes
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(route) = routes.get(&request.endpoint) else {
+        return Err(Error::not_found(
+            ID,
+            format!(
+                "service {}: unknown endpoint {}",
+                inner.name, request.endpoint
+            ),
+        ));
+    };
+    match (&route.handler.kind, &route.unary) {
+        (HandlerKind::Unary(_), Some(service)) => Ok(Target::Unary(service.clone())),
+        (HandlerKind::Stream(f), _) => Ok(Target::Stream(f.clone())),
+        _ => Err(Error::internal(
+            ID,
+            "unary endpoint without its middleware stack: the server was not started through start()",
+        )),
+    }
+}
+
+/// The error for a streaming endpoint called without a stream.
+fn stream_only(request: &Request) -> Error {
+    Error::bad_request(
+        ID,
+        format!(
+            "endpoint {} streams: open a stream (Micro-Stream header)",
+            request.endpoint
+        ),
+    )
+}
+
+/// Routes a request that came as a stream; the error (if any) has been sent to the caller
+/// already.
 async fn dispatch(
     inner: &Inner,
     request: Request,
@@ -386,73 +470,28 @@ async fn dispatch(
     ctx: &Context,
 ) -> Result<()> {
     let sender = stream.sender.clone();
-    // Called at most once, on whichever path answers.
-    let answer = |result: Result<Response>| {
-        let sender = sender.clone();
-        let frame = wire::response_frame(reply, result);
-        async move { sender.send(frame).await }
-    };
-    if let Err(err) = micro_core::codec::Format::from_content_type(&request.content_type) {
-        answer(Err(err.clone())).await?;
-        return Err(err);
-    }
-    if request.endpoint.is_empty() {
-        let err = Error::bad_request(
-            ID,
-            "missing Micro-Endpoint header: name the endpoint, e.g. Greeter.Hello",
-        );
-        answer(Err(err.clone())).await?;
-        return Err(err);
-    }
-    let routes = inner
-        .routes
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let Some(route) = routes.get(&request.endpoint) else {
-        let err = Error::not_found(
-            ID,
-            format!(
-                "service {}: unknown endpoint {}",
-                inner.name, request.endpoint
-            ),
-        );
-        answer(Err(err.clone())).await?;
-        return Err(err);
+    let target = match route(inner, &request) {
+        Ok(Target::Stream(_)) if !request.stream => Err(stream_only(&request)),
+        other => other,
     };
     let grace = inner.config.grace_period;
-    match (&route.handler.kind, &route.unary) {
-        (HandlerKind::Unary(_), Some(service)) => {
-            let call = middleware::call(service, request);
-            let result = micro_core::context::under_deadline(ctx, call, grace).await;
-            let failed = result.as_ref().err().cloned();
-            answer(result).await?;
-            failed.map_or(Ok(()), Err)
+    let result = match target {
+        Ok(Target::Unary(service)) => {
+            let call = middleware::call(&service, request);
+            micro_core::context::under_deadline(ctx, call, grace).await
         }
-        (HandlerKind::Stream(f), _) => {
-            if !request.stream {
-                let err = Error::bad_request(
-                    ID,
-                    format!(
-                        "endpoint {} streams: open a stream (Micro-Stream header)",
-                        request.endpoint
-                    ),
-                );
-                answer(Err(err.clone())).await?;
-                return Err(err);
-            }
+        Ok(Target::Stream(f)) => {
             let result = micro_core::context::under_deadline(ctx, f(request, stream), grace).await;
             if let Err(err) = &result {
                 // The handler's typed adapter reports its own errors; this covers deadlines
                 // and failures before it could.
                 let _ = sender.send(streaming::error_frame(err)).await;
             }
-            drop(sender);
-            result
+            return result;
         }
-        _ => Err(Error::internal(
-            ID,
-            "unary endpoint without its middleware stack: the server was not started through start()",
-        )),
-    }
+        Err(err) => Err(err),
+    };
+    let failure = result.as_ref().err().cloned();
+    sender.send(wire::response_frame(reply, result)).await?;
+    failure.map_or(Ok(()), Err)
 }

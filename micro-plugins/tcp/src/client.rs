@@ -1,7 +1,8 @@
 //! The dialing side: connecting, and the [`TcpConnection`] handle that opens streams.
 
-use crate::conn::{self, Control, Event, Handles, Outgoing, Settings, Side};
-use micro_core::transport::{Connection, Stream, stream_pair};
+use crate::conn::{self, Control, Event, Handles, Outgoing, Pending, Settings, Side};
+use crate::frame::{self, Frame, FrameError};
+use micro_core::transport::{CallError, Connection, Message, Stream, stream_pair};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub(crate) struct Shared {
     /// The next stream id; ids count up from 1 and are never reused.
     next_id: AtomicU32,
     handles: Handles,
+    /// Largest frame written.
+    max_frame_size: usize,
     /// A second handle on the socket, only to look for a peer that closed (see
     /// [`Shared::peer_closed`]).
     probe: Option<std::net::TcpStream>,
@@ -24,6 +27,36 @@ impl Shared {
     /// Whether the connection ended (or can open no more streams).
     pub fn is_closed(&self) -> bool {
         self.handles.closed.get() || self.next_id.load(Ordering::Relaxed) == u32::MAX
+    }
+
+    /// Whether unary calls are waiting for answers (then a closed peer shows at once).
+    pub fn busy(&self) -> bool {
+        !self.handles.pending.is_empty()
+    }
+
+    /// The error of an operation on a closed connection.
+    fn closed_error(&self) -> Error {
+        Error::unavailable(
+            crate::ID,
+            format!("connection to {} is closed", self.remote),
+        )
+    }
+
+    /// The next stream id; fails once the connection closed or ran out of ids.
+    fn next_id(&self) -> Result<u32> {
+        if self.handles.closed.get() {
+            return Err(self.closed_error());
+        }
+        self.next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| {
+                (id < u32::MAX).then_some(id + 1)
+            })
+            .map_err(|_| {
+                Error::unavailable(
+                    crate::ID,
+                    format!("connection to {}: stream ids used up", self.remote),
+                )
+            })
     }
 
     /// Whether the peer already closed the connection, even if the reader task has not seen
@@ -83,6 +116,7 @@ pub(crate) async fn connect(
         remote: address.to_string(),
         next_id: AtomicU32::new(1),
         handles,
+        max_frame_size: settings.max_frame_size,
         probe,
     }))
 }
@@ -134,26 +168,8 @@ impl fmt::Debug for TcpConnection {
 impl Connection for TcpConnection {
     async fn open_stream(&self) -> Result<Stream> {
         let shared = &self.shared;
-        let closed = || {
-            Error::unavailable(
-                crate::ID,
-                format!("connection to {} is closed", shared.remote),
-            )
-        };
-        if shared.handles.closed.get() {
-            return Err(closed());
-        }
-        let id = shared
-            .next_id
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| {
-                (id < u32::MAX).then_some(id + 1)
-            })
-            .map_err(|_| {
-                Error::unavailable(
-                    crate::ID,
-                    format!("connection to {}: stream ids used up", shared.remote),
-                )
-            })?;
+        let closed = || shared.closed_error();
+        let id = shared.next_id()?;
         let (stream, io) = stream_pair(shared.remote.clone());
         let (outgoing, abort) = Outgoing::new(id, io.outgoing);
         // The reader learns of the stream before the writer can send its first frame, so a
@@ -175,11 +191,67 @@ impl Connection for TcpConnection {
         Ok(stream)
     }
 
+    /// One UNARY frame each way: the answer goes straight from the reader to this call,
+    /// with no stream, channel pair or writer registration.
+    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+        let shared = &self.shared;
+        let id = shared.next_id().map_err(CallError::not_sent)?;
+        let request = Frame::unary(id, message);
+        match frame::frame_length(&request) {
+            Ok(length) if length <= shared.max_frame_size as u64 => {}
+            Ok(length) => {
+                let error = FrameError::TooLarge {
+                    length,
+                    max: shared.max_frame_size as u64,
+                };
+                return Err(CallError::not_sent(error.to_error()));
+            }
+            Err(error) => return Err(CallError::not_sent(error.to_error())),
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let pending = &shared.handles.pending;
+        pending.insert(id, answer).map_err(CallError::not_sent)?;
+        // A call given up (deadline, cancelled) stops waiting for its answer.
+        let mut waiting = Waiting {
+            pending,
+            id: Some(id),
+        };
+        if shared
+            .handles
+            .control
+            .send(Control::Frame(request))
+            .is_err()
+        {
+            return Err(CallError::not_sent(shared.closed_error()));
+        }
+        let result = answered.await;
+        waiting.id = None; // the reader took it
+        match result {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(CallError::sent(error)),
+            Err(_) => Err(CallError::sent(shared.closed_error())),
+        }
+    }
+
     fn remote(&self) -> &str {
         &self.shared.remote
     }
 
     fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+}
+
+/// Removes a unary call from the waiting table when it is dropped before its answer came.
+struct Waiting<'a> {
+    pending: &'a Pending,
+    id: Option<u32>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.pending.take(id);
+        }
     }
 }

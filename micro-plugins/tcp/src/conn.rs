@@ -17,12 +17,13 @@ use crate::reader::{Links, Reader};
 use crate::writer::Writer;
 use futures::stream::{AbortHandle, Abortable};
 use micro_core::logger::Logger;
-use micro_core::transport::{Message, Stream};
+use micro_core::transport::{Message, Stream, UnaryHandler};
 use micro_core::{Error, Result};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -48,6 +49,8 @@ pub(crate) enum Side {
     Server {
         /// The listener's queue of new streams.
         accept: mpsc::Sender<Stream>,
+        /// Answers UNARY requests in the connection, once the listener was given one.
+        unary: Arc<OnceLock<UnaryHandler>>,
     },
 }
 
@@ -77,6 +80,9 @@ pub(crate) enum Event {
 pub(crate) enum Control {
     /// Start forwarding the outgoing frames of stream `.0`.
     Register(u32, Abortable<Outgoing>),
+    /// Write this frame as it is (UNARY requests and answers). A frame over the size limit
+    /// is replaced by RESET with 413.
+    Frame(crate::frame::Frame),
     /// Write RESET for this stream (with the reason as `Micro-Error`) and drop its frames.
     Reset(u32, Error),
     /// Write this connection-level error (stream 0), then close the connection.
@@ -93,6 +99,62 @@ pub(crate) struct Handles {
     pub control: mpsc::UnboundedSender<Control>,
     /// Set once the connection is ending.
     pub closed: Closed,
+    /// Unary calls waiting for their answer (client side).
+    pub pending: Pending,
+}
+
+/// What a unary call waits on: its answer, or why there is none.
+pub(crate) type Answer = oneshot::Sender<Result<Message>>;
+
+/// The unary calls of a client connection waiting for their answer, by stream id. Shared
+/// by the callers (insert, remove on cancel) and the reader (take on answer, fail all on
+/// close); a call is never inserted after the connection closed.
+#[derive(Clone, Default)]
+pub(crate) struct Pending(Arc<Mutex<PendingTable>>);
+
+#[derive(Default)]
+struct PendingTable {
+    calls: HashMap<u32, Answer, IdBuild>,
+    /// Set when the connection ended: why.
+    closed: Option<Error>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingTable> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the answer of `id`; fails when the connection already ended.
+    pub fn insert(&self, id: u32, answer: Answer) -> Result<()> {
+        let mut table = self.lock();
+        if let Some(error) = &table.closed {
+            return Err(error.clone());
+        }
+        table.calls.insert(id, answer);
+        Ok(())
+    }
+
+    /// The waiting call of `id`, if any (removed).
+    pub fn take(&self, id: u32) -> Option<Answer> {
+        self.lock().calls.remove(&id)
+    }
+
+    /// Whether no call is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.lock().calls.is_empty()
+    }
+
+    /// Fails every waiting call with `error`; later inserts fail with it too.
+    pub fn close(&self, error: &Error) {
+        let calls = {
+            let mut table = self.lock();
+            table.closed = Some(error.clone());
+            std::mem::take(&mut table.calls)
+        };
+        for (_, answer) in calls {
+            let _ = answer.send(Err(error.clone()));
+        }
+    }
 }
 
 /// A flag set once a connection is ending; no stream can be opened on it any more.
@@ -118,6 +180,7 @@ pub(crate) fn spawn(socket: TcpStream, remote: String, side: Side, settings: &Se
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (kill_tx, kill_rx) = oneshot::channel();
     let closed = Closed::default();
+    let pending = Pending::default();
     let writer = Writer::new(
         write,
         control_rx,
@@ -131,6 +194,7 @@ pub(crate) fn spawn(socket: TcpStream, remote: String, side: Side, settings: &Se
         control: control_tx.clone(),
         kill: kill_tx,
         closed: closed.clone(),
+        pending: pending.clone(),
     };
     let reader = Reader::new(read, remote, side, links, settings);
     tokio::spawn(writer.run());
@@ -139,6 +203,7 @@ pub(crate) fn spawn(socket: TcpStream, remote: String, side: Side, settings: &Se
         events: events_tx,
         control: control_tx,
         closed,
+        pending,
     }
 }
 

@@ -29,7 +29,10 @@ struct Slot {
 impl Slot {
     /// Drops broken connections; then a live one round-robin if the pool is full.
     fn pick(&mut self, size: usize) -> Option<Arc<Shared>> {
-        self.conns.retain(|c| !c.is_closed() && !c.peer_closed());
+        // The peek costs a system call: only idle connections need it, since with calls
+        // waiting the reader sees a closed peer at once.
+        self.conns
+            .retain(|c| !c.is_closed() && (c.busy() || !c.peer_closed()));
         if self.conns.is_empty() || self.conns.len() < size {
             return None;
         }
@@ -81,11 +84,14 @@ impl Pool {
                     !slot.conns.is_empty() || Arc::strong_count(&slot.connecting) > 1
                 });
             }
-            let slot = slots.entry(address.to_string()).or_default();
-            if let Some(conn) = slot.pick(self.size) {
+            if let Some(conn) = slots.get_mut(address).and_then(|slot| slot.pick(self.size)) {
                 return Ok(conn);
             }
-            slot.connecting.clone()
+            slots
+                .entry(address.to_string())
+                .or_default()
+                .connecting
+                .clone()
         };
         let _connecting = connecting.lock().await;
         if let Some(conn) = self

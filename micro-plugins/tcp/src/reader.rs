@@ -10,15 +10,17 @@
 //! Delivery waits when a stream's receiver is full, which pauses reading the whole
 //! connection (TCP flow control does the rest); events are still handled meanwhile.
 
-use crate::conn::{Closed, Control, Event, IdBuild, Outgoing, Settings, Side, fail};
+use crate::conn::{Closed, Control, Event, IdBuild, Outgoing, Pending, Settings, Side, fail};
 use crate::frame::{self, Frame};
 use bytes::BytesMut;
 use futures::stream::AbortHandle;
 use micro_core::logger::Logger;
-use micro_core::transport::{Message, Stream, stream_pair};
+use micro_core::transport::{Message, Stream, UnaryHandler, stream_pair};
 use micro_core::{Error, Result};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -102,6 +104,10 @@ pub(crate) struct Reader {
     closed: Closed,
     /// Server side: where new streams go.
     accept: Option<mpsc::Sender<Stream>>,
+    /// Server side: the listener's unary handler, once it has one.
+    unary: Option<Arc<OnceLock<UnaryHandler>>>,
+    /// Client side: unary calls waiting for their answer.
+    pending: Pending,
     /// Client side: the last handle is gone.
     orphaned: bool,
     idle: Option<Idle>,
@@ -118,6 +124,8 @@ pub(crate) struct Links {
     pub kill: oneshot::Sender<()>,
     /// The connection's closed flag.
     pub closed: Closed,
+    /// The connection's waiting unary calls.
+    pub pending: Pending,
 }
 
 impl Reader {
@@ -134,10 +142,11 @@ impl Reader {
             control,
             kill,
             closed,
+            pending,
         } = links;
-        let (accept, idle) = match side {
-            Side::Client { idle } => (None, idle),
-            Side::Server { accept } => (Some(accept), None),
+        let (accept, unary, idle) = match side {
+            Side::Client { idle } => (None, None, idle),
+            Side::Server { accept, unary } => (Some(accept), Some(unary), None),
         };
         Reader {
             read,
@@ -150,6 +159,8 @@ impl Reader {
             kill,
             closed,
             accept,
+            unary,
+            pending,
             orphaned: false,
             idle: idle.map(|ttl| Idle {
                 ttl,
@@ -224,6 +235,9 @@ impl Reader {
                 Wake::Idle => {
                     if let Some(idle) = &mut self.idle {
                         let now = Instant::now();
+                        if !self.pending.is_empty() {
+                            idle.since = Some(now);
+                        }
                         match idle.since {
                             Some(since) if now.duration_since(since) >= idle.ttl => {
                                 return Exit::Quiet;
@@ -279,6 +293,9 @@ impl Reader {
                 None => Ok(()),
             };
         }
+        if frame.is_unary() {
+            return self.on_unary(frame).await;
+        }
         let mut opened = None;
         if !self.streams.contains_key(&id) {
             // A stream this client just opened may still be queued as an event.
@@ -286,7 +303,13 @@ impl Reader {
                 self.on_event(event)?;
             }
             if !self.streams.contains_key(&id) {
-                if self.accept.is_none() || frame.is_reset() {
+                if self.accept.is_none() {
+                    // The answer of a unary call the peer served as a stream, or a late
+                    // frame of a forgotten stream.
+                    self.answer_call(frame);
+                    return Ok(());
+                }
+                if frame.is_reset() {
                     return Ok(()); // late frame of a forgotten stream
                 }
                 opened = Some(self.open(id)?);
@@ -330,6 +353,73 @@ impl Reader {
             // the stream at once does not make this side reset it for that frame.
             Some(stream) => self.hand_over(stream).await,
             None => Ok(()),
+        }
+    }
+
+    /// A UNARY frame: on the server a whole request, on the client a whole answer.
+    async fn on_unary(&mut self, frame: Frame) -> Result<(), Exit> {
+        let id = frame.stream;
+        if self.accept.is_none() {
+            self.answer_call(frame);
+            return Ok(());
+        }
+        if self.streams.contains_key(&id) {
+            return Err(Exit::Protocol(Error::bad_request(
+                crate::ID,
+                format!("UNARY frame on stream {id}, which is already open"),
+            )));
+        }
+        if let Some(handler) = self.unary.as_ref().and_then(|u| u.get()) {
+            // Answered here when the handler finishes at once (no task, no wake-up);
+            // otherwise on a task of its own, so a slow handler never holds up the reader.
+            let mut answer = handler(frame.message);
+            match futures::poll!(answer.as_mut()) {
+                Poll::Ready(message) => {
+                    let _ = self.control.send(Control::Frame(Frame::unary(id, message)));
+                }
+                Poll::Pending => {
+                    let control = self.control.clone();
+                    tokio::spawn(async move {
+                        let message = answer.await;
+                        let _ = control.send(Control::Frame(Frame::unary(id, message)));
+                    });
+                }
+            }
+            return Ok(());
+        }
+        // No unary handler: a stream with one message, already ended by the peer.
+        let stream = self.open(id)?;
+        if let Some(entry) = self.streams.get_mut(&id) {
+            entry.remote_done = true;
+            if let Some(tx) = entry.incoming.take() {
+                // A new stream's channel has room.
+                let _ = tx.try_send(Ok(frame.message));
+            }
+        }
+        self.hand_over(stream).await
+    }
+
+    /// Client side: hands a frame for an id without a stream to the unary call waiting on
+    /// it (data or UNARY: the answer; RESET: the error); anything else is dropped.
+    fn answer_call(&mut self, frame: Frame) {
+        if frame.is_end() {
+            return;
+        }
+        let Some(answer) = self.pending.take(frame.stream) else {
+            return;
+        };
+        let result = if frame.is_reset() {
+            Err(frame
+                .error()
+                .unwrap_or_else(|| Error::unavailable(crate::ID, "stream reset by peer")))
+        } else {
+            Ok(frame.message)
+        };
+        let _ = answer.send(result);
+        if let Some(idle) = &mut self.idle
+            && idle.since.is_some()
+        {
+            idle.since = Some(Instant::now());
         }
     }
 
@@ -457,6 +547,7 @@ impl Reader {
     /// Fails every open stream (and any stream opened meanwhile) with `error`; afterwards
     /// no stream can be opened on this connection.
     fn finish(&mut self, error: Error) {
+        self.pending.close(&error);
         self.events.close();
         while let Ok(event) = self.events.try_recv() {
             if let Event::Open { incoming, .. } = event {

@@ -2,9 +2,10 @@
 //! and the [`TcpListener`] that yields the streams peers open.
 
 use crate::conn::{self, Event, Settings, Side};
-use micro_core::transport::{Listener, Stream};
+use micro_core::transport::{Listener, Stream, UnaryHandler};
 use micro_core::{Error, Result};
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -20,6 +21,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 pub struct TcpListener {
     address: String,
     streams: mpsc::Receiver<Stream>,
+    /// Shared with every accepted connection.
+    unary: Arc<OnceLock<UnaryHandler>>,
     _stop: DropGuard,
 }
 
@@ -39,6 +42,12 @@ impl Listener for TcpListener {
 
     async fn accept(&mut self) -> Option<Stream> {
         self.streams.recv().await
+    }
+
+    /// Connections answer UNARY frames with `handler` (the first one given stays).
+    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
+        let _ = self.unary.set(handler);
+        true
     }
 }
 
@@ -62,10 +71,18 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
         .to_string();
     let stop = CancellationToken::new();
     let (accept, streams) = mpsc::channel(ACCEPT_BACKLOG);
-    tokio::spawn(accept_loop(socket, accept, stop.clone(), settings.clone()));
+    let unary = Arc::new(OnceLock::new());
+    tokio::spawn(accept_loop(
+        socket,
+        accept,
+        unary.clone(),
+        stop.clone(),
+        settings.clone(),
+    ));
     Ok(TcpListener {
         address: bound,
         streams,
+        unary,
         _stop: stop.drop_guard(),
     })
 }
@@ -75,6 +92,7 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
 async fn accept_loop(
     socket: tokio::net::TcpListener,
     accept: mpsc::Sender<Stream>,
+    unary: Arc<OnceLock<UnaryHandler>>,
     stop: CancellationToken,
     settings: Settings,
 ) {
@@ -95,6 +113,7 @@ async fn accept_loop(
                     peer.to_string(),
                     Side::Server {
                         accept: accept.clone(),
+                        unary: unary.clone(),
                     },
                     &settings,
                 );

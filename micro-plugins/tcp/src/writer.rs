@@ -233,8 +233,9 @@ impl State {
         control: &mut mpsc::UnboundedReceiver<Control>,
         events: &mpsc::UnboundedSender<Event>,
     ) -> Poll<Step> {
-        while !self.control_closed {
+        while !self.control_closed && !self.batch.is_full() {
             match control.poll_recv(cx) {
+                Poll::Ready(Some(Control::Frame(frame))) => self.whole(frame),
                 Poll::Ready(Some(Control::Register(id, outgoing))) => {
                     self.live.insert(id);
                     self.streams.push(outgoing);
@@ -276,6 +277,23 @@ impl State {
             Poll::Ready(Step::Stop)
         } else {
             Poll::Pending
+        }
+    }
+
+    /// Adds a frame sent as it is (UNARY), or RESET with the reason when it cannot be sent.
+    fn whole(&mut self, frame: Frame) {
+        let failure = match frame::frame_length(&frame) {
+            Ok(length) if length > self.max as u64 => Some(FrameError::TooLarge {
+                length,
+                max: self.max as u64,
+            }),
+            Ok(_) => self.batch.push(&frame).err(),
+            Err(error) => Some(error),
+        };
+        if let Some(failure) = failure {
+            let _ = self
+                .batch
+                .push(&Frame::reset(frame.stream, &failure.to_error()));
         }
     }
 

@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use micro_core::transport::Message;
-use micro_tcp::frame::{self, END, Frame, RESET};
+use micro_tcp::frame::{self, END, Frame, RESET, UNARY};
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 
@@ -11,7 +11,7 @@ const MAX: usize = 1 << 20;
 fn any_frame() -> impl Strategy<Value = Frame> {
     let header = hash_map(".{0,12}", ".{0,40}", 0..6);
     let body = vec(any::<u8>(), 0..300);
-    (any::<u32>(), 0u8..3, header, body).prop_map(|(stream, kind, header, body)| match kind {
+    (any::<u32>(), 0u8..4, header, body).prop_map(|(stream, kind, header, body)| match kind {
         0 => Frame {
             stream,
             flags: 0,
@@ -21,6 +21,13 @@ fn any_frame() -> impl Strategy<Value = Frame> {
             },
         },
         1 => Frame::end(stream),
+        2 => Frame::unary(
+            stream,
+            Message {
+                header,
+                body: Bytes::from(body),
+            },
+        ),
         _ => Frame {
             stream,
             flags: RESET,
@@ -61,7 +68,8 @@ proptest! {
             match frame::decode(&mut buf, max) {
                 Ok(Some(f)) => {
                     prop_assert!(buf.len() < before);
-                    prop_assert!(f.flags & !(END | RESET) == 0);
+                    prop_assert!(f.flags & !(END | RESET | UNARY) == 0);
+                    prop_assert!(f.flags.count_ones() <= 1);
                 }
                 Ok(None) => {
                     prop_assert_eq!(buf.len(), before);
