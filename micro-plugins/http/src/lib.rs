@@ -4,7 +4,8 @@
 //! A plain `POST /` is one request frame and one response frame, so
 //! `curl -H 'Micro-Endpoint: Greeter.Hello' -d '{"name":"John"}' http://host:port/` calls a
 //! service; a POST with a `Micro-Stream` header carries binary frames both ways (full duplex
-//! over h2c). The client multiplexes every stream of an address over one h2c connection.
+//! over h2c). The client multiplexes every stream of an address over one h2c connection and
+//! sends unary calls as plain POSTs over pooled HTTP/1.1 keep-alive connections.
 //! The wire protocol is specified in `docs/protocol-http.md`.
 //!
 //! [`HttpBroker`] is go-micro's `http` broker: each subscriber is registered in the registry

@@ -27,8 +27,10 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
-/// Bytes asked of each read when the buffer runs low.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of each read when the buffer runs low. Below 64 KiB on purpose: glibc
+/// consolidates its whole heap whenever a chunk of 64 KiB or more is freed, and read buffers
+/// are freed often (decoded bodies keep them alive only until they are dropped).
+const READ_CHUNK: usize = 32 * 1024;
 /// Free space below which the buffer grows before reading.
 const MIN_FREE: usize = 4 * 1024;
 /// How long a connection that sent a bad frame is drained after the error frame, so that
