@@ -209,6 +209,19 @@ pub fn frame_length(frame: &Frame) -> Result<u64, FrameError> {
     Ok(length)
 }
 
+/// [`frame_length`], failing with [`FrameError::TooLarge`] above `max` (the limit a peer
+/// reads).
+pub fn length_within(frame: &Frame, max: usize) -> Result<u64, FrameError> {
+    let length = frame_length(frame)?;
+    if length > max as u64 {
+        return Err(FrameError::TooLarge {
+            length,
+            max: max as u64,
+        });
+    }
+    Ok(length)
+}
+
 /// Appends the encoded frame (prefix included) to `buf`. Nothing is written on error.
 pub fn encode(frame: &Frame, buf: &mut BytesMut) -> Result<(), FrameError> {
     encode_head(frame, buf, frame.message.body.len())?;

@@ -239,7 +239,7 @@ async fn drive(conn: Arc<ClientConn>, io: StreamIo) {
                 let _ = incoming.send(Ok(answer)).await;
                 Ok(())
             }
-            Err(failure) => Err(failure.error),
+            Err(err) => Err(err),
         }
     } else {
         framed(&conn, first, outgoing, &incoming, &mut rest).await
@@ -469,26 +469,19 @@ async fn write_frames(
 }
 
 /// A plain POST: the first frame is the whole request; the response is one frame.
-async fn unary(conn: &ClientConn, first: Message) -> std::result::Result<Message, CallError> {
+async fn unary(conn: &ClientConn, first: Message) -> Result<Message> {
     let empty = first.body.is_empty();
-    let (response, mut body) = start(conn, conn.request(&first, false), empty)
-        .await
-        .map_err(CallError::not_sent)?;
-    // From here the server may have the request (a partial body never reaches a handler,
-    // but the client cannot tell how much the server read).
+    let (response, mut body) = start(conn, conn.request(&first, false), empty).await?;
     if !empty && !send_all(&mut body, first.body, true).await {
-        return Err(CallError::sent(Error::unavailable(
+        return Err(Error::unavailable(
             ID,
             format!("connection to {}: request not sent", conn.remote),
-        )));
+        ));
     }
-    let answer = async {
-        let response = response.await.map_err(|e| conn.broken(&e))?;
-        let (parts, mut body) = response.into_parts();
-        let payload = collect(conn, &mut body).await?;
-        answer_message(parts.status, &parts.headers, payload)
-    };
-    answer.await.map_err(CallError::sent)
+    let response = response.await.map_err(|e| conn.broken(&e))?;
+    let (parts, mut body) = response.into_parts();
+    let payload = collect(conn, &mut body).await?;
+    answer_message(parts.status, &parts.headers, payload)
 }
 
 /// The answer frame of a plain POST: the response headers and body, with a `Micro-Error`

@@ -15,13 +15,7 @@ pub fn has_message(frame: &Frame) -> bool {
 }
 
 fn write(frame: &Frame, max_frame: usize) -> Result<Bytes, FrameError> {
-    let length = codec::frame_length(frame)?;
-    if length > max_frame as u64 {
-        return Err(FrameError::TooLarge {
-            length,
-            max: max_frame as u64,
-        });
-    }
+    codec::length_within(frame, max_frame)?;
     let mut out = BytesMut::new();
     codec::encode(frame, &mut out)?;
     Ok(out.freeze())

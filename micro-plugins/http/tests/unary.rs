@@ -88,8 +88,13 @@ async fn a_call_to_a_closed_port_is_not_sent() {
     let address = listener.address();
     let conn = t.dial(&address, DialOptions::default()).await.unwrap();
     drop(listener);
-    // Give the listener's shutdown a moment to close the port.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The listener's task closes the port soon after the drop.
+    within("the port closes", async {
+        while tokio::net::TcpStream::connect(&address).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let err = within("call", conn.call(Message::new("{}")))
         .await
         .unwrap_err();

@@ -1,7 +1,7 @@
 //! The dialing side: connecting, and the [`TcpConnection`] handle that opens streams.
 
 use crate::conn::{self, Control, Event, Handles, Outgoing, Pending, Settings, Side};
-use crate::frame::{self, Frame, FrameError};
+use crate::frame::{self, Frame};
 use micro_core::transport::{CallError, Connection, Message, Stream, stream_pair};
 use micro_core::{Error, Result};
 use std::fmt;
@@ -197,17 +197,8 @@ impl Connection for TcpConnection {
         let shared = &self.shared;
         let id = shared.next_id().map_err(CallError::not_sent)?;
         let request = Frame::unary(id, message);
-        match frame::frame_length(&request) {
-            Ok(length) if length <= shared.max_frame_size as u64 => {}
-            Ok(length) => {
-                let error = FrameError::TooLarge {
-                    length,
-                    max: shared.max_frame_size as u64,
-                };
-                return Err(CallError::not_sent(error.to_error()));
-            }
-            Err(error) => return Err(CallError::not_sent(error.to_error())),
-        }
+        frame::length_within(&request, shared.max_frame_size)
+            .map_err(|error| CallError::not_sent(error.to_error()))?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         let pending = &shared.handles.pending;
         pending.insert(id, answer).map_err(CallError::not_sent)?;

@@ -280,17 +280,15 @@ impl State {
         }
     }
 
+    /// Adds `frame` to the batch unless it is over the size limit or cannot be encoded.
+    fn push_within(&mut self, frame: &Frame) -> Result<(), FrameError> {
+        frame::length_within(frame, self.max)?;
+        self.batch.push(frame)
+    }
+
     /// Adds a frame sent as it is (UNARY), or RESET with the reason when it cannot be sent.
     fn whole(&mut self, frame: Frame) {
-        let failure = match frame::frame_length(&frame) {
-            Ok(length) if length > self.max as u64 => Some(FrameError::TooLarge {
-                length,
-                max: self.max as u64,
-            }),
-            Ok(_) => self.batch.push(&frame).err(),
-            Err(error) => Some(error),
-        };
-        if let Some(failure) = failure {
+        if let Err(failure) = self.push_within(&frame) {
             let _ = self
                 .batch
                 .push(&Frame::reset(frame.stream, &failure.to_error()));
@@ -302,16 +300,7 @@ impl State {
         if !self.live.contains(&id) {
             return;
         }
-        let frame = Frame::data(id, message);
-        let failure = match frame::frame_length(&frame) {
-            Ok(length) if length > self.max as u64 => Some(FrameError::TooLarge {
-                length,
-                max: self.max as u64,
-            }),
-            Ok(_) => self.batch.push(&frame).err(),
-            Err(error) => Some(error),
-        };
-        if let Some(failure) = failure {
+        if let Err(failure) = self.push_within(&Frame::data(id, message)) {
             let error = failure.to_error();
             self.live.remove(&id);
             let _ = self.batch.push(&Frame::reset(id, &error));

@@ -2,23 +2,16 @@
 //! connection by the listener's unary handler, or through `accept` when it has none; and
 //! the same exchange against hand-written peers speaking the documented wire format.
 
-use bytes::BytesMut;
+mod common;
+
+use common::*;
 use micro_core::Error;
 use micro_core::transport::{DialOptions, Message, Transport, UnaryHandler};
 use micro_tcp::frame::{self, Frame};
 use micro_tcp::{TcpTransport, TcpTransportOptions};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing after {DEADLINE:?}"))
-}
+use tokio::net::TcpStream;
 
 /// Answers with the request's body and `Answered-By: handler`; bodies starting with `slow`
 /// are answered after a sleep (the handler's task path), the others at once.
@@ -109,47 +102,6 @@ async fn an_oversize_request_is_not_sent() {
     assert_eq!(&answer.body[..], b"ok");
 }
 
-/// Reads and writes frames on a raw socket.
-struct Peer {
-    socket: TcpStream,
-    buf: BytesMut,
-}
-
-impl Peer {
-    async fn next(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(f) = frame::decode(&mut self.buf, 1 << 20).unwrap() {
-                return Some(f);
-            }
-            let n = within("peer read", self.socket.read_buf(&mut self.buf))
-                .await
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn send(&mut self, f: &Frame) {
-        let mut buf = BytesMut::new();
-        frame::encode(f, &mut buf).unwrap();
-        self.socket.write_all(&buf).await.unwrap();
-    }
-}
-
-async fn raw_server() -> (String, TcpListener) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    (listener.local_addr().unwrap().to_string(), listener)
-}
-
-async fn accept(listener: &TcpListener) -> Peer {
-    let (socket, _) = within("accept", listener.accept()).await.unwrap();
-    Peer {
-        socket,
-        buf: BytesMut::new(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_is_one_unary_frame_and_any_answer_form_completes_it() {
     let (address, listener) = raw_server().await;
@@ -233,10 +185,7 @@ async fn a_listener_answers_a_unary_frame_with_one_unary_frame() {
     let mut listener = t.listen("127.0.0.1:0").await.unwrap();
     listener.serve_unary(echo_handler());
     let socket = TcpStream::connect(listener.address()).await.unwrap();
-    let mut peer = Peer {
-        socket,
-        buf: BytesMut::new(),
-    };
+    let mut peer = Peer::new(socket);
     peer.send(&Frame::unary(7, Message::new("fast"))).await;
     peer.send(&Frame::unary(9, Message::new("slow"))).await;
     let mut answers = [peer.next().await.unwrap(), peer.next().await.unwrap()];

@@ -1,61 +1,15 @@
 //! The transport against a hand-written peer speaking the documented wire format: what a
 //! client or server in another language sees and must do.
 
-use bytes::BytesMut;
+mod common;
+
+use common::*;
 use micro_core::Error;
 use micro_core::transport::{DialOptions, Message, Transport};
 use micro_tcp::TcpTransport;
 use micro_tcp::frame::{self, Frame};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Reads frames off a raw socket.
-struct Peer {
-    socket: TcpStream,
-    buf: BytesMut,
-}
-
-impl Peer {
-    async fn next(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(f) = frame::decode(&mut self.buf, 1 << 20).unwrap() {
-                return Some(f);
-            }
-            let n = tokio::time::timeout(DEADLINE, self.socket.read_buf(&mut self.buf))
-                .await
-                .expect("peer read timed out")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn send(&mut self, f: &Frame) {
-        let mut buf = BytesMut::new();
-        frame::encode(f, &mut buf).unwrap();
-        self.socket.write_all(&buf).await.unwrap();
-    }
-}
-
-async fn raw_server() -> (String, TcpListener) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    (listener.local_addr().unwrap().to_string(), listener)
-}
-
-async fn accept(listener: &TcpListener) -> Peer {
-    let (socket, _) = tokio::time::timeout(DEADLINE, listener.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    Peer {
-        socket,
-        buf: BytesMut::new(),
-    }
-}
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_frames_and_graceful_close() {
@@ -162,10 +116,7 @@ async fn server_opens_streams_on_new_ids_and_ends_them() {
     let address = listener.address();
     let socket = TcpStream::connect(&address).await.unwrap();
     let local = socket.local_addr().unwrap().to_string();
-    let mut peer = Peer {
-        socket,
-        buf: BytesMut::new(),
-    };
+    let mut peer = Peer::new(socket);
     // Ids need not start at 1 or be consecutive, only unique.
     peer.send(&Frame::data(7, Message::new("seven").with_header("K", "v")))
         .await;
