@@ -37,26 +37,28 @@ impl Format {
 
     /// Resolves a `Content-Type` header value; an empty value means JSON.
     pub fn from_content_type(content_type: &str) -> Result<Format> {
-        let base = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match base.as_str() {
-            "" | "application/json" | "text/json" | "application/json-rpc" => Ok(Format::Json),
-            "application/protobuf"
-            | "application/x-protobuf"
-            | "application/proto-rpc"
-            | "application/grpc+proto" => Ok(Format::Protobuf),
-            "application/octet-stream" | "application/bytes" => Ok(Format::Bytes),
-            _ => Err(Error::unsupported_media_type(
-                "go.micro.codec",
-                format!(
-                    "unsupported content type {content_type:?}: use one of {JSON}, {PROTOBUF}, {BYTES}"
-                ),
-            )),
+        let base = content_type.split(';').next().unwrap_or("").trim();
+        let one_of = |names: &[&str]| names.iter().any(|n| base.eq_ignore_ascii_case(n));
+        if one_of(&["", "application/json", "text/json", "application/json-rpc"]) {
+            return Ok(Format::Json);
         }
+        if one_of(&[
+            "application/protobuf",
+            "application/x-protobuf",
+            "application/proto-rpc",
+            "application/grpc+proto",
+        ]) {
+            return Ok(Format::Protobuf);
+        }
+        if one_of(&["application/octet-stream", "application/bytes"]) {
+            return Ok(Format::Bytes);
+        }
+        Err(Error::unsupported_media_type(
+            "go.micro.codec",
+            format!(
+                "unsupported content type {content_type:?}: use one of {JSON}, {PROTOBUF}, {BYTES}"
+            ),
+        ))
     }
 }
 

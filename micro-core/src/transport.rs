@@ -7,7 +7,6 @@
 use crate::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +14,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub mod frame;
+mod header_map;
+
+pub use bytestring::ByteString;
+pub use header_map::{HeaderMap, IntoHeaderText, header_text};
 
 /// Frames buffered per stream direction before `send` waits.
 pub const STREAM_BUFFER: usize = 64;
@@ -23,8 +26,8 @@ pub const STREAM_BUFFER: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// Header map (`Micro-Endpoint`, `Content-Type`, ...). Transports keep keys as given;
-    /// readers should use [`Message::header`] which ignores case.
-    pub header: HashMap<String, String>,
+    /// lookups ignore case.
+    pub header: HeaderMap,
     /// Encoded body.
     pub body: Bytes,
 }
@@ -33,25 +36,20 @@ impl Message {
     /// A frame with the given body and no headers.
     pub fn new(body: impl Into<Bytes>) -> Self {
         Message {
-            header: HashMap::new(),
+            header: HeaderMap::new(),
             body: body.into(),
         }
     }
 
     /// The same frame with one more header.
-    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.header.insert(key.into(), value.into());
+    pub fn with_header(mut self, key: impl IntoHeaderText, value: impl IntoHeaderText) -> Self {
+        self.header.insert(key, value);
         self
     }
 
     /// A header's value, whatever the case of its key.
     pub fn header(&self, key: &str) -> Option<&str> {
-        self.header.get(key).map(String::as_str).or_else(|| {
-            self.header
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.as_str())
-        })
+        self.header.get(key)
     }
 }
 

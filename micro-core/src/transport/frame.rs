@@ -9,9 +9,8 @@
 //! ```
 
 use crate::Error;
-use crate::transport::Message;
+use crate::transport::{ByteString, HeaderMap, Message};
 use bytes::{Buf, BufMut, BytesMut};
-use std::collections::HashMap;
 use std::fmt;
 
 /// Who raises frame errors.
@@ -290,11 +289,11 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
     let flags = bytes.get_u8();
     let count = bytes.get_u16();
     // Each header needs at least 6 bytes: never reserve more than the frame can hold.
-    let mut header = HashMap::with_capacity(usize::from(count).min(bytes.len() / 6));
+    let mut header = HeaderMap::with_capacity(usize::from(count).min(bytes.len() / 6));
     for index in 0..count {
         let key = take_string(&mut bytes, 2, index, "key")?;
         let value = take_string(&mut bytes, 4, index, "value")?;
-        header.insert(key, value);
+        header.append(key, value);
     }
     check_flags(flags, usize::from(count), bytes.len())?;
     Ok(Some(Frame {
@@ -307,13 +306,14 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
     }))
 }
 
-/// Reads a length-prefixed UTF-8 string (`width`-byte length) of header `index`.
+/// Reads a length-prefixed UTF-8 string (`width`-byte length) of header `index`; it shares
+/// the frame's buffer.
 fn take_string(
     bytes: &mut BytesMut,
     width: usize,
     index: u16,
     what: &str,
-) -> Result<String, FrameError> {
+) -> Result<ByteString, FrameError> {
     if bytes.len() < width {
         return Err(FrameError::malformed(format!(
             "header {index}: {what} length runs past the end of the frame"
@@ -329,9 +329,8 @@ fn take_string(
             "header {index}: {what} of {len} bytes runs past the end of the frame"
         )));
     }
-    let raw = bytes.split_to(len);
-    match std::str::from_utf8(&raw) {
-        Ok(text) => Ok(text.to_owned()),
+    match ByteString::try_from(bytes.split_to(len).freeze()) {
+        Ok(text) => Ok(text),
         Err(_) => Err(FrameError::malformed(format!(
             "header {index}: {what} is not valid UTF-8"
         ))),

@@ -3,8 +3,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use micro_core::Error;
-use micro_core::transport::Message;
-use std::collections::HashMap;
+use micro_core::transport::{ByteString, HeaderMap as FrameHeaders, Message, headers};
 
 /// The header that marks a framed (streaming) exchange.
 pub const MICRO_STREAM: &str = "Micro-Stream";
@@ -52,27 +51,43 @@ pub fn canonical(name: &str) -> String {
 
 /// Frame headers from an HTTP header map: HTTP-only headers dropped, keys in canonical
 /// form, repeated headers joined with `", "`. A value that is not UTF-8 is a 400 error.
-pub fn from_http(headers: &HeaderMap) -> Result<HashMap<String, String>, Error> {
-    let mut out: HashMap<String, String> = HashMap::with_capacity(headers.keys_len());
-    for (name, value) in headers {
+pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
+    let mut out = FrameHeaders::with_capacity(http_headers.keys_len());
+    for name in http_headers.keys() {
         if is_http_only(name.as_str()) {
             continue;
         }
-        let value = std::str::from_utf8(value.as_bytes())
-            .map_err(|_| Error::bad_request(crate::ID, format!("header {name} is not UTF-8")))?;
-        out.entry(canonical(name.as_str()))
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(value);
-            })
-            .or_insert_with(|| value.to_string());
+        let mut joined: Option<ByteString> = None;
+        for part in http_headers.get_all(name) {
+            let part = std::str::from_utf8(part.as_bytes()).map_err(|_| {
+                Error::bad_request(crate::ID, format!("header {name} is not UTF-8"))
+            })?;
+            joined = Some(match joined {
+                None => micro_core::transport::header_text(part),
+                Some(before) => ByteString::from(format!("{before}, {part}")),
+            });
+        }
+        let Some(value) = joined else { continue };
+        out.append(frame_name(name.as_str()), value);
     }
     Ok(out)
 }
 
+/// The frame header name for an HTTP header name: micro's own names as they are spelled
+/// in frames (static, no copy), others in canonical form.
+fn frame_name(name: &str) -> ByteString {
+    match headers::RESERVED
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(name))
+    {
+        Some(known) => ByteString::from_static(known),
+        None => ByteString::from(canonical(name)),
+    }
+}
+
 /// An HTTP header map from frame headers. HTTP-only headers and headers HTTP cannot carry
 /// (invalid names, values with control characters) are left out and returned by name.
-pub fn to_http(header: &HashMap<String, String>, out: &mut HeaderMap) -> Vec<String> {
+pub fn to_http(header: &FrameHeaders, out: &mut HeaderMap) -> Vec<String> {
     let mut skipped = Vec::new();
     for (key, value) in header {
         if is_http_only(key) {
@@ -85,7 +100,7 @@ pub fn to_http(header: &HashMap<String, String>, out: &mut HeaderMap) -> Vec<Str
             (Ok(name), Ok(value)) => {
                 out.append(name, value);
             }
-            _ => skipped.push(key.clone()),
+            _ => skipped.push(key.to_string()),
         }
     }
     skipped
@@ -149,11 +164,14 @@ mod tests {
         assert_eq!(header.get("Micro-Endpoint").unwrap(), "Greeter.Hello");
         assert_eq!(header.get("X-List").unwrap(), "a, b");
         assert!(!header.contains_key("Host"));
+        let mut keys: Vec<_> = header.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["Micro-Endpoint", "X-List"], "canonical keys");
 
         let mut back = HeaderMap::new();
         let mut frame = header.clone();
-        frame.insert("Bad Name".into(), "v".into());
-        frame.insert("Content-Length".into(), "9".into());
+        frame.insert("Bad Name", "v");
+        frame.insert("Content-Length", "9");
         let skipped = to_http(&frame, &mut back);
         assert_eq!(skipped, vec!["Bad Name".to_string()]);
         assert_eq!(back.get("micro-endpoint").unwrap(), "Greeter.Hello");

@@ -15,7 +15,7 @@ use micro_core::logger::Logger;
 use micro_core::middleware::{self, Middleware};
 use micro_core::registry::Node;
 use micro_core::selector::Selector;
-use micro_core::transport::{CallError, DialOptions, Stream, Transport, headers};
+use micro_core::transport::{ByteString, CallError, DialOptions, Stream, Transport, headers};
 use micro_core::{Error, Result};
 use rand::Rng;
 use std::sync::Arc;
@@ -50,11 +50,26 @@ struct Inner {
 }
 
 impl Inner {
-    fn request_id(&self) -> String {
+    fn request_id(&self) -> ByteString {
         let n = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}-{n}", self.id_prefix)
+        ByteString::from(format!("{}-{n}", self.id_prefix).into_boxed_str())
+    }
+}
+
+/// Where an attempt goes: the address the call names, or a node the selector chose.
+enum Target<'a> {
+    Named(&'a str),
+    Selected(Node),
+}
+
+impl Target<'_> {
+    fn address(&self) -> &str {
+        match self {
+            Target::Named(address) => address,
+            Target::Selected(node) => &node.address,
+        }
     }
 }
 
@@ -106,13 +121,9 @@ impl MucpClient {
         }
     }
 
-    async fn pick(&self, request: &Request, options: &CallOptions) -> Result<Node> {
+    async fn pick<'a>(&self, request: &Request, options: &'a CallOptions) -> Result<Target<'a>> {
         if let Some(address) = &options.address {
-            return Ok(Node {
-                id: address.clone(),
-                address: address.clone(),
-                metadata: Default::default(),
-            });
+            return Ok(Target::Named(address));
         }
         let selector = self.inner.parts.selector.as_ref().ok_or_else(|| {
             Error::bad_request(
@@ -120,11 +131,13 @@ impl MucpClient {
                 "no selector: enable selector or give the call an address",
             )
         })?;
-        selector.select(&request.service, &options.select).await
+        let node = selector.select(&request.service, &options.select).await?;
+        Ok(Target::Selected(node))
     }
 
-    fn mark(&self, service: &str, node: &Node, outcome: std::result::Result<(), &Error>) {
-        if let Some(selector) = &self.inner.parts.selector {
+    /// Tells the selector how a call to a node it chose went.
+    fn mark(&self, service: &str, target: &Target<'_>, outcome: std::result::Result<(), &Error>) {
+        if let (Some(selector), Target::Selected(node)) = (&self.inner.parts.selector, target) {
             selector.mark(service, node, outcome);
         }
     }
@@ -132,15 +145,15 @@ impl MucpClient {
     /// Opens a transport stream to `node` and sends the opening frame.
     async fn open(
         &self,
-        node: &Node,
+        address: &str,
         request: &Request,
         deadline: Option<Instant>,
-        id: &str,
+        id: &ByteString,
     ) -> std::result::Result<Stream, Failure> {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let transport = &self.inner.parts.transport;
         let connection = transport
-            .dial(&node.address, DialOptions { timeout: left })
+            .dial(address, DialOptions { timeout: left })
             .await
             .map_err(Failure::before_start)?;
         let stream = connection
@@ -156,13 +169,13 @@ impl MucpClient {
         Ok(stream)
     }
 
-    /// One attempt of a unary call: a unary exchange on a connection to `node`.
+    /// One attempt of a unary call: a unary exchange on a connection to `address`.
     async fn attempt(
         &self,
-        node: &Node,
-        request: Request,
+        address: &str,
+        request: &Request,
         deadline: Instant,
-        id: &str,
+        id: &ByteString,
     ) -> std::result::Result<Response, Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
         let connection = self
@@ -170,14 +183,14 @@ impl MucpClient {
             .parts
             .transport
             .dial(
-                &node.address,
+                address,
                 DialOptions {
                     timeout: Some(left),
                 },
             )
             .await
             .map_err(Failure::before_start)?;
-        let frame = wire::request_frame(&request, id, Some(left));
+        let frame = wire::request_frame(request, id, Some(left));
         match connection.call(frame).await {
             Ok(frame) => wire::response_from_frame(frame).map_err(|error| Failure {
                 // A server that refuses before dispatch (draining) did not run anything.
@@ -199,28 +212,28 @@ impl MucpClient {
     /// middleware itself (e.g. a timeout layer) counts as started.
     async fn run_attempt(
         &self,
-        node: &Node,
-        request: Request,
+        address: &str,
+        request: &Request,
         deadline: Instant,
-        id: &str,
+        id: &ByteString,
     ) -> std::result::Result<Response, Failure> {
         let layers = &self.inner.parts.middleware.attempt;
         if layers.is_empty() {
-            return self.attempt(node, request, deadline, id).await;
+            return self.attempt(address, request, deadline, id).await;
         }
         let seen: Arc<std::sync::Mutex<Option<(bool, bool)>>> = Arc::default();
-        let (client, node_in, id_in, seen_in) =
-            (self.clone(), node.clone(), id.to_string(), seen.clone());
+        let (client, address_in, id_in, seen_in) =
+            (self.clone(), address.to_string(), id.clone(), seen.clone());
         let inner = middleware::service_fn(move |req: Request| {
-            let (client, node, id, seen) = (
+            let (client, address, id, seen) = (
                 client.clone(),
-                node_in.clone(),
+                address_in.clone(),
                 id_in.clone(),
                 seen_in.clone(),
             );
             async move {
                 client
-                    .attempt(&node, req, deadline, &id)
+                    .attempt(&address, &req, deadline, &id)
                     .await
                     .map_err(|f| {
                         *seen.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -229,7 +242,7 @@ impl MucpClient {
                     })
             }
         });
-        middleware::call(&middleware::stack(layers, inner), request)
+        middleware::call(&middleware::stack(layers, inner), request.clone())
             .await
             .map_err(|error| {
                 let (started, node_broken) = seen
@@ -266,8 +279,8 @@ impl MucpClient {
                 }
                 tokio::time::sleep(wait).await;
             }
-            let node = match self.pick(&request, &options).await {
-                Ok(node) => node,
+            let target = match self.pick(&request, &options).await {
+                Ok(target) => target,
                 Err(error) => {
                     last = Some(error);
                     continue;
@@ -276,19 +289,19 @@ impl MucpClient {
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = tokio::time::timeout(
                 left,
-                self.run_attempt(&node, request.clone(), deadline, &id),
+                self.run_attempt(target.address(), &request, deadline, &id),
             )
             .await;
             let failure = match outcome {
                 Ok(Ok(response)) => {
-                    self.mark(&request.service, &node, Ok(()));
+                    self.mark(&request.service, &target, Ok(()));
                     return Ok(response);
                 }
                 Ok(Err(failure)) => failure,
                 Err(_) => return Err(deadline_error(&request.service, &request.endpoint)),
             };
             if failure.node_broken {
-                self.mark(&request.service, &node, Err(&failure.error));
+                self.mark(&request.service, &target, Err(&failure.error));
             }
             let retry = !failure.started || idempotent;
             last = Some(failure.error);
@@ -333,20 +346,20 @@ impl Client for MucpClient {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let node = match self.pick(&request, &options).await {
-                Ok(node) => node,
+            let target = match self.pick(&request, &options).await {
+                Ok(target) => target,
                 Err(error) => {
                     last = Some(error);
                     continue;
                 }
             };
             match self
-                .open(&node, &request, request.context.deadline, &id)
+                .open(target.address(), &request, request.context.deadline, &id)
                 .await
             {
                 Ok(stream) => return Ok(stream),
                 Err(failure) => {
-                    self.mark(&request.service, &node, Err(&failure.error));
+                    self.mark(&request.service, &target, Err(&failure.error));
                     last = Some(failure.error);
                 }
             }
@@ -376,7 +389,7 @@ impl Client for MucpClient {
         if !has(&message, headers::ID) {
             message
                 .header
-                .insert(headers::ID.into(), self.inner.request_id());
+                .insert(headers::ID.into(), self.inner.request_id().into());
         }
         broker.publish(topic, message).await
     }

@@ -13,7 +13,7 @@ use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription};
 use micro_core::streaming;
-use micro_core::transport::{Listener, Message, Stream, Transport, UnaryHandler};
+use micro_core::transport::{HeaderMap, Listener, Message, Stream, Transport, UnaryHandler};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -466,7 +466,7 @@ async fn dispatch(
     inner: &Inner,
     request: Request,
     stream: Stream,
-    reply: HashMap<String, String>,
+    reply: HeaderMap,
     ctx: &Context,
 ) -> Result<()> {
     let sender = stream.sender.clone();

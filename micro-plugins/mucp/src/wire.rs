@@ -5,9 +5,8 @@ use micro_core::broker;
 use micro_core::client::{Request, Response};
 use micro_core::middleware::{self, RpcLayer};
 use micro_core::streaming;
-use micro_core::transport::{Message, headers};
+use micro_core::transport::{ByteString, HeaderMap, Message, headers};
 use micro_core::{Context, Metadata, Result};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
     let mut context = Context::new();
     for (key, value) in &frame.header {
         if !headers::is_reserved(key) {
-            context.metadata.insert(key.clone(), value.clone());
+            context.metadata.insert(key, value);
         }
     }
     if let Some(timeout) = frame.header(headers::TIMEOUT).and_then(parse_timeout) {
@@ -52,7 +51,7 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
 
 /// The headers every answer carries (the request's id, service and endpoint), made from the
 /// request's own header map so no new map or strings are allocated.
-pub fn reply_headers(mut request_headers: HashMap<String, String>) -> HashMap<String, String> {
+pub fn reply_headers(mut request_headers: HeaderMap) -> HeaderMap {
     request_headers.retain(|k, _| {
         [headers::ID, headers::SERVICE, headers::ENDPOINT]
             .iter()
@@ -62,21 +61,21 @@ pub fn reply_headers(mut request_headers: HashMap<String, String>) -> HashMap<St
 }
 
 /// The frame answering a unary request.
-pub fn response_frame(reply: HashMap<String, String>, result: Result<Response>) -> Message {
+pub fn response_frame(reply: HeaderMap, result: Result<Response>) -> Message {
     let mut header = reply;
     match result {
         Ok(response) => {
             for (k, v) in response.header.iter() {
-                header.insert(k.to_string(), v.to_string());
+                header.insert(k, v);
             }
-            header.insert(headers::CONTENT_TYPE.into(), response.content_type);
+            header.insert(headers::CONTENT_TYPE, response.content_type.as_str());
             Message {
                 header,
                 body: response.body,
             }
         }
         Err(err) => {
-            header.insert(headers::ERROR.into(), err.to_json());
+            header.insert(headers::ERROR, err.to_json());
             Message {
                 header,
                 body: Default::default(),
@@ -86,22 +85,17 @@ pub fn response_frame(reply: HashMap<String, String>, result: Result<Response>) 
 }
 
 /// The frame a client sends to open a call or stream.
-pub fn request_frame(request: &Request, id: &str, timeout: Option<Duration>) -> Message {
-    let mut header: HashMap<String, String> = request
-        .context
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    header.insert(headers::SERVICE.into(), request.service.clone());
-    header.insert(headers::ENDPOINT.into(), request.endpoint.clone());
-    header.insert(headers::ID.into(), id.to_string());
-    header.insert(headers::CONTENT_TYPE.into(), request.content_type.clone());
+pub fn request_frame(request: &Request, id: &ByteString, timeout: Option<Duration>) -> Message {
+    let mut header: HeaderMap = request.context.metadata.iter().collect();
+    header.insert(headers::SERVICE, &request.service);
+    header.insert(headers::ENDPOINT, &request.endpoint);
+    header.insert(headers::ID, id);
+    header.insert(headers::CONTENT_TYPE, &request.content_type);
     if let Some(timeout) = timeout {
-        header.insert(headers::TIMEOUT.into(), timeout.as_nanos().to_string());
+        header.insert(headers::TIMEOUT, timeout.as_nanos().to_string());
     }
     if request.stream {
-        header.insert(headers::STREAM.into(), "true".into());
+        header.insert(headers::STREAM, "true");
     }
     Message {
         header,
@@ -120,7 +114,7 @@ pub fn response_from_frame(frame: Message) -> Result<Response> {
         .to_string();
     let header: Metadata = frame
         .header
-        .into_iter()
+        .iter()
         .filter(|(k, _)| !headers::is_reserved(k))
         .collect();
     Ok(Response {
@@ -146,7 +140,7 @@ pub fn subscriber_handler(
         let service = service.clone();
         Box::pin(async move {
             let message = Message {
-                header: delivery.message.header.clone(),
+                header: delivery.message.header.iter().collect(),
                 body: delivery.message.body.clone(),
             };
             let mut request = request_from_frame(&message, &service);
@@ -179,7 +173,8 @@ mod tests {
     fn request_round_trips_through_a_frame() {
         let mut request = Request::new("greeter", "Greeter.Hello", "{}");
         request.context.metadata.insert("X-User", "ann");
-        let frame = request_frame(&request, "id-1", Some(Duration::from_secs(1)));
+        let id = ByteString::from_static("id-1");
+        let frame = request_frame(&request, &id, Some(Duration::from_secs(1)));
         let back = request_from_frame(&frame, "other");
         assert_eq!(back.service, "greeter");
         assert_eq!(back.endpoint, "Greeter.Hello");

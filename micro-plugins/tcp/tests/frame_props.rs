@@ -1,7 +1,7 @@
 //! Property tests of the frame codec: round trips, arbitrary input, arbitrary splits.
 
 use bytes::{Bytes, BytesMut};
-use micro_core::transport::Message;
+use micro_core::transport::{HeaderMap, Message};
 use micro_tcp::frame::{self, END, Frame, RESET, UNARY};
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
@@ -11,31 +11,34 @@ const MAX: usize = 1 << 20;
 fn any_frame() -> impl Strategy<Value = Frame> {
     let header = hash_map(".{0,12}", ".{0,40}", 0..6);
     let body = vec(any::<u8>(), 0..300);
-    (any::<u32>(), 0u8..4, header, body).prop_map(|(stream, kind, header, body)| match kind {
-        0 => Frame {
-            stream,
-            flags: 0,
-            message: Message {
-                header,
-                body: Bytes::from(body),
+    (any::<u32>(), 0u8..4, header, body).prop_map(|(stream, kind, header, body)| {
+        let header: HeaderMap = header.into_iter().collect();
+        match kind {
+            0 => Frame {
+                stream,
+                flags: 0,
+                message: Message {
+                    header,
+                    body: Bytes::from(body),
+                },
             },
-        },
-        1 => Frame::end(stream),
-        2 => Frame::unary(
-            stream,
-            Message {
-                header,
-                body: Bytes::from(body),
+            1 => Frame::end(stream),
+            2 => Frame::unary(
+                stream,
+                Message {
+                    header,
+                    body: Bytes::from(body),
+                },
+            ),
+            _ => Frame {
+                stream,
+                flags: RESET,
+                message: Message {
+                    header,
+                    body: Bytes::new(),
+                },
             },
-        ),
-        _ => Frame {
-            stream,
-            flags: RESET,
-            message: Message {
-                header,
-                body: Bytes::new(),
-            },
-        },
+        }
     })
 }
 

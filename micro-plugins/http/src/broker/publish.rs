@@ -9,7 +9,7 @@ use micro_core::registry::{Node, Service};
 use micro_core::transport::headers::TOPIC;
 use micro_core::transport::{self, DialOptions, Stream, Transport};
 use micro_core::{Error, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Round-robin cursors kept before the table is reset (bounds memory with many topics).
 const MAX_CURSORS: usize = 4096;
@@ -48,8 +48,8 @@ impl Targets {
 
 /// The HTTP headers of a delivery: the message's headers plus `Micro-Topic`. Headers HTTP
 /// cannot carry are refused (400) rather than silently dropped.
-fn outgoing_headers(topic: &str, message: &Message) -> Result<HashMap<String, String>> {
-    let mut header = HashMap::with_capacity(message.header.len() + 2);
+fn outgoing_headers(topic: &str, message: &Message) -> Result<transport::HeaderMap> {
+    let mut header = transport::HeaderMap::with_capacity(message.header.len() + 2);
     for (key, value) in &message.header {
         if key.eq_ignore_ascii_case(TOPIC) || key.eq_ignore_ascii_case(SUBSCRIBER_HEADER) {
             continue;
@@ -72,7 +72,7 @@ fn outgoing_headers(topic: &str, message: &Message) -> Result<HashMap<String, St
         if HeaderValue::from_str(value).is_err() {
             return refuse("its value is not a valid HTTP header value (control characters?)");
         }
-        header.insert(key.clone(), value.clone());
+        header.insert(key, value);
     }
     if HeaderValue::from_str(topic).is_err() {
         return Err(Error::bad_request(
@@ -80,7 +80,7 @@ fn outgoing_headers(topic: &str, message: &Message) -> Result<HashMap<String, St
             format!("topic {topic:?} cannot travel in an HTTP header (control characters?)"),
         ));
     }
-    header.insert(TOPIC.to_string(), topic.to_string());
+    header.insert(TOPIC, topic);
     Ok(header)
 }
 

@@ -187,11 +187,14 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Reply {
             format!("no subscriber {id} on this broker (it unsubscribed or never existed)"),
         ));
     };
-    let mut header = match headers::from_http(request.headers()) {
-        Ok(header) => header,
+    let header: HashMap<String, String> = match headers::from_http(request.headers()) {
+        Ok(header) => header
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(SUBSCRIBER_HEADER))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         Err(err) => return error(&Error::new(ID, err.code, err.detail)),
     };
-    header.retain(|k, _| !k.eq_ignore_ascii_case(SUBSCRIBER_HEADER));
     let topic = header
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(TOPIC))
