@@ -269,8 +269,16 @@ pub mod headers {
         TIMEOUT,
     ];
 
+    /// Micro's own spelling of `key` when it is one of micro's headers (in any case).
+    pub fn reserved_name(key: &str) -> Option<&'static str> {
+        RESERVED
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(key))
+            .copied()
+    }
+
     /// Whether `key` is one of micro's own headers.
     pub fn is_reserved(key: &str) -> bool {
-        RESERVED.iter().any(|r| r.eq_ignore_ascii_case(key))
+        reserved_name(key).is_some()
     }
 }

@@ -10,17 +10,9 @@ use super::headers;
 use bytestring::ByteString;
 use std::fmt;
 
-/// Strings that need no allocation when given as `&str`: micro's header names and the
-/// values it writes most.
-const WELL_KNOWN: [&str; 13] = [
-    headers::SERVICE,
-    headers::ENDPOINT,
-    headers::ID,
-    headers::ERROR,
-    headers::STREAM,
-    headers::TOPIC,
-    headers::CONTENT_TYPE,
-    headers::TIMEOUT,
+/// Values micro writes most; like micro's header names, they need no allocation when
+/// given as `&str`.
+const COMMON_VALUES: [&str; 5] = [
     "application/json",
     "application/protobuf",
     "application/octet-stream",
@@ -28,9 +20,14 @@ const WELL_KNOWN: [&str; 13] = [
     "true",
 ];
 
-/// The [`ByteString`] for `text`: a static one when `text` is well known, else a copy.
+/// The [`ByteString`] for `text`: a static one when it is one of micro's header names or a
+/// common value, else a copy.
 pub fn header_text(text: &str) -> ByteString {
-    match WELL_KNOWN.iter().find(|known| **known == text) {
+    match headers::RESERVED
+        .iter()
+        .chain(&COMMON_VALUES)
+        .find(|known| **known == text)
+    {
         Some(known) => ByteString::from_static(known),
         None => ByteString::from(text),
     }

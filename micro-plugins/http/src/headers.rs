@@ -76,10 +76,7 @@ pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
 /// The frame header name for an HTTP header name: micro's own names as they are spelled
 /// in frames (static, no copy), others in canonical form.
 fn frame_name(name: &str) -> ByteString {
-    match headers::RESERVED
-        .iter()
-        .find(|r| r.eq_ignore_ascii_case(name))
-    {
+    match headers::reserved_name(name) {
         Some(known) => ByteString::from_static(known),
         None => ByteString::from(canonical(name)),
     }
