@@ -79,7 +79,8 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
 
 /// What a handler or a caller knows about the call it is in.
 ///
-/// Cloning is cheap; clones share the cancellation signal.
+/// Clones share the cancellation signal; a clone copies the metadata (see
+/// [`Context::deadline_only`] for code that only waits on the deadline).
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// Metadata sent with the call (headers other than micro's own).
@@ -93,6 +94,16 @@ impl Context {
     /// A context with no metadata and no deadline.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A context with this one's deadline and cancellation signal and no metadata: what
+    /// [`under_deadline`] needs, without copying the metadata.
+    pub fn deadline_only(&self) -> Context {
+        Context {
+            metadata: Metadata::new(),
+            deadline: self.deadline,
+            cancel: self.cancel.clone(),
+        }
     }
 
     /// The same context with a deadline `timeout` from now (the earlier one wins).
@@ -170,7 +181,12 @@ pub async fn under_deadline<T>(
             if !grace.is_zero() {
                 let _ = tokio::time::timeout(grace, &mut work).await;
             }
-            Err(crate::Error::timeout("go.micro", "deadline exceeded before the work finished"))
+            Err(crate::Error::timeout(
+                "go.micro",
+                "deadline exceeded before the work finished: the caller's timeout ran out; \
+                 give the call a longer timeout (Timeout header, client request_timeout) or \
+                 make the handler faster",
+            ))
         }
     }
 }

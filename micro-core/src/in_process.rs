@@ -172,8 +172,8 @@ where
                     "middleware called an in-process handler twice",
                 )
             })?;
-            let ctx = request.context.clone();
-            let response = until_deadline(&ctx.clone(), call(ctx)).await?;
+            let ctx = request.context;
+            let response = until_deadline(&ctx.deadline_only(), call(ctx)).await?;
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
             Ok(Response::default())
         }

@@ -63,10 +63,13 @@ pub struct StreamSender {
 impl StreamSender {
     /// Sends a frame; fails with 503 when the peer or the connection is gone.
     pub async fn send(&self, message: Message) -> Result<()> {
-        self.inner
-            .send(message)
-            .await
-            .map_err(|_| Error::unavailable("go.micro.transport", "stream closed by peer"))
+        self.inner.send(message).await.map_err(|_| {
+            Error::unavailable(
+                "go.micro.transport",
+                "stream closed by peer: the other side ended the stream or went away; \
+                     open a new stream to retry",
+            )
+        })
     }
 
     /// Ends this direction of the stream.

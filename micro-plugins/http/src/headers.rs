@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use micro_core::Error;
-use micro_core::transport::{ByteString, HeaderMap as FrameHeaders, Message, headers};
+use micro_core::transport::{ByteString, HeaderMap as FrameHeaders, headers};
 
 /// The header that marks a framed (streaming) exchange.
 pub const MICRO_STREAM: &str = "Micro-Stream";
@@ -103,19 +103,13 @@ pub fn to_http(header: &FrameHeaders, out: &mut HeaderMap) -> Vec<String> {
     skipped
 }
 
-/// The HTTP status for a response frame: 200, or the code of its `Micro-Error` when that is
-/// a 4xx/5xx status, else 500.
-pub fn status_of(message: &Message) -> u16 {
-    match message.header(MICRO_ERROR) {
+/// The HTTP status for a response frame with this parsed `Micro-Error` (if any): 200, the
+/// error's code when that is a 4xx/5xx status, else 500.
+pub fn status_for(error: Option<&Error>) -> u16 {
+    match error {
         None => 200,
-        Some(text) => {
-            let code = Error::parse(text).code;
-            if (400..=599).contains(&code) {
-                code
-            } else {
-                500
-            }
-        }
+        Some(error) if (400..=599).contains(&error.code) => error.code,
+        Some(_) => 500,
     }
 }
 
@@ -142,6 +136,7 @@ pub fn error_response<B: From<Bytes>>(error: &Error) -> http::Response<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use micro_core::transport::Message;
 
     #[test]
     fn canonical_keys_like_go() {
@@ -177,6 +172,7 @@ mod tests {
 
     #[test]
     fn status_from_error_header() {
+        let status_of = |m: &Message| status_for(m.header(MICRO_ERROR).map(Error::parse).as_ref());
         let ok = Message::new("x");
         assert_eq!(status_of(&ok), 200);
         let nf = Message::default().with_header(MICRO_ERROR, Error::not_found("a", "b").to_json());

@@ -219,7 +219,10 @@ async fn handle(
 }
 
 fn closed_listener() -> Error {
-    Error::unavailable(ID, "the listener is closed")
+    Error::unavailable(
+        ID,
+        "the listener is closed: the server is stopping; retry on another node",
+    )
 }
 
 /// A plain POST: one request frame in, one response frame out.
@@ -285,8 +288,8 @@ async fn unary(
 
 /// The HTTP response of a unary exchange from the handler's frame.
 fn frame_response(reply: Message, logger: &Logger) -> Response<ResponseBody> {
-    let status = headers::status_of(&reply);
     let error = reply.header(MICRO_ERROR).map(Error::parse);
+    let status = headers::status_for(error.as_ref());
     let mut response = Response::new(ResponseBody::Full(None));
     let skipped = headers::to_http(&reply.header, response.headers_mut());
     if !skipped.is_empty() {

@@ -105,7 +105,13 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 fn deadline_error(service: &str, endpoint: &str) -> Error {
-    Error::timeout(ID, format!("call to {service} {endpoint} timed out"))
+    Error::timeout(
+        ID,
+        format!(
+            "call to {service} {endpoint} timed out: give it a longer timeout \
+             (CallOptions request_timeout, client pool_request_timeout) or check that the service is healthy"
+        ),
+    )
 }
 
 impl MucpClient {

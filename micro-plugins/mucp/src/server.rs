@@ -365,7 +365,7 @@ fn unary_handler(inner: Arc<Inner>) -> UnaryHandler {
             let _guard = inner.stats.begin();
             let request = wire::request_from_frame(&message, &inner.name);
             let reply = wire::reply_headers(message.header);
-            let ctx = request.context.clone();
+            let ctx = request.context.deadline_only();
             let result = match route(&inner, &request) {
                 Ok(Target::Unary(service)) => {
                     let call = middleware::call(&service, request);
@@ -392,7 +392,7 @@ async fn serve(inner: Arc<Inner>, mut stream: Stream) {
     let _guard = inner.stats.begin();
     let request = wire::request_from_frame(&first, &inner.name);
     let reply = wire::reply_headers(first.header);
-    let ctx = request.context.clone();
+    let ctx = request.context.deadline_only();
     if let Err(err) = dispatch(&inner, request, stream, reply, &ctx).await {
         failed(&inner, &err);
     }

@@ -27,17 +27,23 @@ struct Slot {
 }
 
 impl Slot {
-    /// Drops broken connections; then a live one round-robin if the pool is full.
+    /// Drops closed connections; then a live one round-robin if the pool is full. `None`
+    /// (dial another) when it is not, or when the chosen one's peer went away.
     fn pick(&mut self, size: usize) -> Option<Arc<Shared>> {
-        // The peek costs a system call: only idle connections need it, since with calls
-        // waiting the reader sees a closed peer at once.
-        self.conns
-            .retain(|c| !c.is_closed() && (c.busy() || !c.peer_closed()));
-        if self.conns.is_empty() || self.conns.len() < size {
+        self.conns.retain(|c| !c.is_closed());
+        if self.conns.len() < size {
             return None;
         }
         self.next = self.next.wrapping_add(1);
-        self.conns.get(self.next % self.conns.len()).cloned()
+        let index = self.next % self.conns.len();
+        // Only the chosen connection is checked, and only when idle: the peek costs a system
+        // call, and with calls waiting the reader sees a closed peer at once.
+        let conn = &self.conns[index];
+        if !conn.busy() && conn.peer_closed() {
+            self.conns.swap_remove(index);
+            return None;
+        }
+        Some(conn.clone())
     }
 }
 
@@ -45,7 +51,13 @@ impl Slot {
 pub(crate) struct Pool {
     size: usize,
     ttl: Duration,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
+}
+
+/// Every address's slot, and the table size at which closed connections are swept next.
+struct Slots {
+    by_address: HashMap<String, Slot>,
+    sweep_at: usize,
 }
 
 impl Pool {
@@ -54,11 +66,14 @@ impl Pool {
         Pool {
             size,
             ttl,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots {
+                by_address: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,13 +92,17 @@ impl Pool {
             return connect(address, timeout, None, settings).await;
         }
         let connecting = {
-            let mut slots = self.lock();
-            if slots.len() > SWEEP_AT {
-                slots.retain(|_, slot| {
+            let mut guard = self.lock();
+            let table = &mut *guard;
+            if table.by_address.len() > table.sweep_at {
+                table.by_address.retain(|_, slot| {
                     slot.conns.retain(|c| !c.is_closed());
                     !slot.conns.is_empty() || Arc::strong_count(&slot.connecting) > 1
                 });
+                // Many live addresses: sweep again only once the table doubled, not per dial.
+                table.sweep_at = (2 * table.by_address.len()).max(SWEEP_AT);
             }
+            let slots = &mut table.by_address;
             if let Some(conn) = slots.get_mut(address).and_then(|slot| slot.pick(self.size)) {
                 return Ok(conn);
             }
@@ -96,6 +115,7 @@ impl Pool {
         let _connecting = connecting.lock().await;
         if let Some(conn) = self
             .lock()
+            .by_address
             .get_mut(address)
             .and_then(|slot| slot.pick(self.size))
         {
@@ -103,6 +123,7 @@ impl Pool {
         }
         let conn = connect(address, timeout, self.idle(), settings).await?;
         self.lock()
+            .by_address
             .entry(address.to_string())
             .or_default()
             .conns
