@@ -1,15 +1,16 @@
 //! Call context: metadata (case-insensitive headers) and the deadline of a call.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Case-insensitive string map carried with every call, like go-micro's `metadata.Metadata`.
 ///
-/// Keys keep the spelling they were first inserted with; lookups ignore case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Keys keep the spelling they were first inserted with; lookups ignore case. A call carries
+/// a handful of entries, so they are kept in insertion order and searched in turn (no
+/// lower-cased copy of a key per lookup, no tree).
+#[derive(Debug, Clone, Default)]
 pub struct Metadata {
-    entries: BTreeMap<String, (String, String)>,
+    entries: Vec<(String, String)>,
 }
 
 impl Metadata {
@@ -18,35 +19,39 @@ impl Metadata {
         Self::default()
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))
+    }
+
     /// Sets `key` to `value`, replacing any value under the same key in another case.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
-        self.entries
-            .insert(key.to_ascii_lowercase(), (key, value.into()));
+        match self.position(&key) {
+            Some(i) => self.entries[i].1 = value.into(),
+            None => self.entries.push((key, value.into())),
+        }
     }
 
     /// The value of `key`, whatever its case.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .get(&key.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
+        self.position(key).map(|i| self.entries[i].1.as_str())
     }
 
     /// Removes `key` and returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.entries
-            .remove(&key.to_ascii_lowercase())
-            .map(|(_, v)| v)
+        self.position(key).map(|i| self.entries.remove(i).1)
     }
 
     /// Whether the map holds `key`.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.entries.contains_key(&key.to_ascii_lowercase())
+        self.position(key).is_some()
     }
 
-    /// Entries as (key as first written, value).
+    /// Entries as (key as first written, value), in the order they were first inserted.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.values().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Number of entries.
@@ -66,6 +71,16 @@ impl Metadata {
         }
     }
 }
+
+/// Equal when both hold the same keys (whatever their case) with the same values, in any
+/// order.
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for Metadata {}
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
@@ -203,6 +218,14 @@ mod tests {
         md.insert("MICRO-SERVICE", "other");
         assert_eq!(md.len(), 1);
         assert_eq!(md.get("Micro-Service"), Some("other"));
+        let keys: Vec<_> = md.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["Micro-Service"], "the first spelling stays");
+        assert_eq!(md.remove("micro-SERVICE").as_deref(), Some("other"));
+        assert!(md.is_empty());
+        let a: Metadata = [("A", "1"), ("b", "2")].into_iter().collect();
+        let b: Metadata = [("B", "2"), ("a", "1")].into_iter().collect();
+        assert_eq!(a, b, "order and case of keys do not matter");
+        assert_ne!(a, [("A", "1")].into_iter().collect::<Metadata>());
     }
 
     #[tokio::test]

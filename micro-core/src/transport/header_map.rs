@@ -168,6 +168,11 @@ impl HeaderMap {
         self.entries.iter().map(|(k, v)| (&**k, &**v))
     }
 
+    /// Every header as shared (key, value) strings, in order: cloning one costs no copy.
+    pub fn entries(&self) -> impl Iterator<Item = (&ByteString, &ByteString)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
     /// Every key, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| &**k)

@@ -1,7 +1,7 @@
 //! Mapping between HTTP header maps and frame headers, and the JSON error responses.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use micro_core::Error;
 use micro_core::transport::{ByteString, HeaderMap as FrameHeaders, headers};
 
@@ -14,23 +14,37 @@ pub const FRAMES_CONTENT_TYPE: &str = "application/x-micro-frames";
 
 /// Headers that belong to one HTTP hop (or that HTTP computes itself) and never become, or
 /// come from, frame headers.
-const HTTP_ONLY: &[&str] = &[
-    "connection",
-    "content-length",
-    "expect",
-    "host",
-    "http2-settings",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HTTP_ONLY: [HeaderName; 11] = [
+    header::CONNECTION,
+    header::CONTENT_LENGTH,
+    header::EXPECT,
+    header::HOST,
+    HeaderName::from_static("http2-settings"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// Whether `name` is an HTTP-only header (see [`HTTP_ONLY`]).
+/// Micro's own headers as HTTP header names, in the order of [`headers::RESERVED`].
+const MICRO_NAMES: [HeaderName; 8] = [
+    HeaderName::from_static("micro-service"),
+    HeaderName::from_static("micro-endpoint"),
+    HeaderName::from_static("micro-id"),
+    HeaderName::from_static("micro-error"),
+    HeaderName::from_static("micro-stream"),
+    HeaderName::from_static("micro-topic"),
+    header::CONTENT_TYPE,
+    HeaderName::from_static("timeout"),
+];
+
+/// Whether `name` is an HTTP-only header (see [`HTTP_ONLY`]), in any case.
 pub fn is_http_only(name: &str) -> bool {
-    HTTP_ONLY.iter().any(|h| h.eq_ignore_ascii_case(name))
+    HTTP_ONLY
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Go's canonical MIME header key: `micro-endpoint` → `Micro-Endpoint`, as go-micro sees
@@ -54,7 +68,7 @@ pub fn canonical(name: &str) -> String {
 pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
     let mut out = FrameHeaders::with_capacity(http_headers.keys_len());
     for name in http_headers.keys() {
-        if is_http_only(name.as_str()) {
+        if HTTP_ONLY.contains(name) {
             continue;
         }
         let mut joined: Option<ByteString> = None;
@@ -68,36 +82,52 @@ pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
             });
         }
         let Some(value) = joined else { continue };
-        out.append(frame_name(name.as_str()), value);
+        out.append(frame_name(name), value);
     }
     Ok(out)
 }
 
 /// The frame header name for an HTTP header name: micro's own names as they are spelled
 /// in frames (static, no copy), others in canonical form.
-fn frame_name(name: &str) -> ByteString {
-    match headers::reserved_name(name) {
-        Some(known) => ByteString::from_static(known),
-        None => ByteString::from(canonical(name)),
+fn frame_name(name: &HeaderName) -> ByteString {
+    match MICRO_NAMES.iter().position(|micro| micro == name) {
+        Some(i) => ByteString::from_static(headers::RESERVED[i]),
+        None => ByteString::from(canonical(name.as_str())),
     }
 }
 
-/// An HTTP header map from frame headers. HTTP-only headers and headers HTTP cannot carry
-/// (invalid names, values with control characters) are left out and returned by name.
+/// The HTTP header name for a frame header name: micro's own names without parsing or
+/// copying, `None` for an HTTP-only header or a name HTTP cannot carry.
+fn http_name(key: &str) -> Option<HeaderName> {
+    if let Some(i) = headers::RESERVED
+        .iter()
+        .position(|r| r.eq_ignore_ascii_case(key))
+    {
+        return Some(MICRO_NAMES[i].clone());
+    }
+    let name = HeaderName::from_bytes(key.as_bytes()).ok()?;
+    (!HTTP_ONLY.contains(&name)).then_some(name)
+}
+
+/// An HTTP header map from frame headers. HTTP-only headers are left out; so are headers
+/// HTTP cannot carry (invalid names, values with control characters), which are returned by
+/// name. Values are shared with the frame, not copied.
 pub fn to_http(header: &FrameHeaders, out: &mut HeaderMap) -> Vec<String> {
     let mut skipped = Vec::new();
-    for (key, value) in header {
-        if is_http_only(key) {
-            continue;
-        }
-        match (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            (Ok(name), Ok(value)) => {
+    for (key, value) in header.entries() {
+        let name = match http_name(key) {
+            Some(name) => name,
+            None if is_http_only(key) => continue,
+            None => {
+                skipped.push(key.to_string());
+                continue;
+            }
+        };
+        match HeaderValue::from_maybe_shared(value.as_bytes().clone()) {
+            Ok(value) => {
                 out.append(name, value);
             }
-            _ => skipped.push(key.to_string()),
+            Err(_) => skipped.push(key.to_string()),
         }
     }
     skipped

@@ -11,6 +11,7 @@
 //! [`HttpBroker`] is go-micro's `http` broker: each subscriber is registered in the registry
 //! and publishers POST messages straight to it (see [`broker`]).
 
+mod body;
 pub mod broker;
 mod client;
 pub mod frame;

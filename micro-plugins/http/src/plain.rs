@@ -4,9 +4,10 @@
 //! server's threads where one h2c connection is served by one task.
 
 use crate::ID;
+use crate::body::{self, BodyError, read_limited};
 use crate::client::{ClientConn, answer_message};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -48,21 +49,19 @@ pub(crate) async fn call(
         }
     })?;
     let (parts, body) = response.into_parts();
-    let max = conn.max_body_size;
-    let payload = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(CallError::sent(Error::too_large(
-                ID,
-                format!("response body is larger than the limit of {max} bytes"),
-            )));
-        }
-        Err(err) => {
-            return Err(CallError::sent(Error::unavailable(
-                ID,
-                format!("connection to {}: reading the response: {err}", conn.remote),
-            )));
-        }
-    };
+    let payload = read_limited(&parts.headers, body, conn.max_body_size)
+        .await
+        .map_err(|err| {
+            CallError::sent(match err {
+                BodyError::TooLarge => body::too_large(ID, "response", conn.max_body_size),
+                BodyError::Broken(reason) => Error::unavailable(
+                    ID,
+                    format!(
+                        "connection to {}: reading the response: {reason}",
+                        conn.remote
+                    ),
+                ),
+            })
+        })?;
     answer_message(parts.status, &parts.headers, payload).map_err(CallError::sent)
 }

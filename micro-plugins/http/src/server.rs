@@ -2,13 +2,13 @@
 //! knowledge) through hyper-util's `auto` connection builder. Every POST becomes a stream for
 //! [`Listener::accept`]; see docs/protocol-http.md for the exact mapping.
 
-use crate::ID;
 use crate::frame::{self, Decoder};
 use crate::headers::{self, FRAMES_CONTENT_TYPE, MICRO_ERROR, MICRO_STREAM};
+use crate::{ID, body};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -231,34 +231,13 @@ async fn unary(
     peer: SocketAddr,
     shared: Arc<Shared>,
 ) -> Response<ResponseBody> {
-    let max = shared.max_body_size;
-    let too_large = || {
-        Error::too_large(
-            ID,
-            format!("request body is larger than the limit of {max} bytes"),
-        )
-    };
     let header = match headers::from_http(request.headers()) {
         Ok(header) => header,
         Err(err) => return headers::error_response(&err),
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return headers::error_response(&too_large());
-    }
-    let body = match Limited::new(request.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return headers::error_response(&too_large());
-        }
-        Err(err) => {
-            let err = Error::bad_request(ID, format!("reading the request body: {err}"));
-            return headers::error_response(&err);
-        }
+    let body = match body::request_body(request, shared.max_body_size, ID, "request").await {
+        Ok(body) => body,
+        Err(err) => return headers::error_response(&err),
     };
     if let Some(handler) = shared.unary.get() {
         let reply = handler(Message { header, body }).await;

@@ -180,23 +180,18 @@ impl MucpClient {
         &self,
         address: &str,
         request: &Request,
-        deadline: Instant,
+        deadline: Option<Instant>,
         id: &ByteString,
     ) -> std::result::Result<Response, Failure> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let connection = self
             .inner
             .parts
             .transport
-            .dial(
-                address,
-                DialOptions {
-                    timeout: Some(left),
-                },
-            )
+            .dial(address, DialOptions { timeout: left })
             .await
             .map_err(Failure::before_start)?;
-        let frame = wire::request_frame(request, id, Some(left));
+        let frame = wire::request_frame(request, id, left);
         match connection.call(frame).await {
             Ok(frame) => wire::response_from_frame(frame).map_err(|error| Failure {
                 // A server that refuses before dispatch (draining) did not run anything.
@@ -220,7 +215,7 @@ impl MucpClient {
         &self,
         address: &str,
         request: &Request,
-        deadline: Instant,
+        deadline: Option<Instant>,
         id: &ByteString,
     ) -> std::result::Result<Response, Failure> {
         let layers = &self.inner.parts.middleware.attempt;
@@ -263,45 +258,43 @@ impl MucpClient {
             })
     }
 
-    /// Attempts with retries, all within the deadline.
-    async fn call_with_retries(&self, request: Request, options: CallOptions) -> Result<Response> {
-        let config = &self.inner.config;
-        let timeout = options
-            .request_timeout
-            .unwrap_or(config.pool_request_timeout);
-        let mut deadline = Instant::now() + timeout;
-        if let Some(d) = request.context.deadline {
-            deadline = deadline.min(d);
-        }
-        let retries = options.retries.unwrap_or(config.pool_retries);
-        let idempotent = options.idempotent;
+    /// Attempts with retries, none past the deadline (when there is one). A failed attempt
+    /// is retried when the request cannot have reached a handler, or when the call is
+    /// idempotent; the waits between attempts back off.
+    async fn with_retries<A: Attempt>(
+        &self,
+        what: A,
+        request: &Request,
+        options: &CallOptions,
+        deadline: Option<Instant>,
+    ) -> Result<A::Output> {
+        let retries = options.retries.unwrap_or(self.inner.config.pool_retries);
         let id = self.inner.request_id();
         let mut last = None;
         for attempt in 0..=retries {
             if attempt > 0 {
                 let wait = backoff(attempt);
-                if Instant::now() + wait >= deadline {
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
                     break;
                 }
                 tokio::time::sleep(wait).await;
             }
-            let target = match self.pick(&request, &options).await {
+            let target = match self.pick(request, options).await {
                 Ok(target) => target,
                 Err(error) => {
                     last = Some(error);
                     continue;
                 }
             };
-            let left = deadline.saturating_duration_since(Instant::now());
-            let outcome = tokio::time::timeout(
-                left,
-                self.run_attempt(target.address(), &request, deadline, &id),
-            )
-            .await;
+            let once = what.once(self, target.address(), request, deadline, &id);
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), once).await,
+                None => Ok(once.await),
+            };
             let failure = match outcome {
-                Ok(Ok(response)) => {
+                Ok(Ok(output)) => {
                     self.mark(&request.service, &target, Ok(()));
-                    return Ok(response);
+                    return Ok(output);
                 }
                 Ok(Err(failure)) => failure,
                 Err(_) => return Err(deadline_error(&request.service, &request.endpoint)),
@@ -309,13 +302,78 @@ impl MucpClient {
             if failure.node_broken {
                 self.mark(&request.service, &target, Err(&failure.error));
             }
-            let retry = !failure.started || idempotent;
+            let retry = !failure.started || options.idempotent;
             last = Some(failure.error);
             if !retry {
                 break;
             }
         }
         Err(last.unwrap_or_else(|| deadline_error(&request.service, &request.endpoint)))
+    }
+
+    /// A unary call with retries, within the call's timeout and the caller's deadline.
+    async fn call_with_retries(&self, request: Request, options: CallOptions) -> Result<Response> {
+        let timeout = options
+            .request_timeout
+            .unwrap_or(self.inner.config.pool_request_timeout);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(d) = request.context.deadline {
+            deadline = deadline.min(d);
+        }
+        self.with_retries(UnaryCall, &request, &options, Some(deadline))
+            .await
+    }
+}
+
+/// What the retry loop attempts: a unary call ([`UnaryCall`]) or opening a stream
+/// ([`OpenStream`]).
+trait Attempt {
+    /// What a successful attempt gives.
+    type Output;
+    /// One attempt at `address`.
+    async fn once(
+        &self,
+        client: &MucpClient,
+        address: &str,
+        request: &Request,
+        deadline: Option<Instant>,
+        id: &ByteString,
+    ) -> std::result::Result<Self::Output, Failure>;
+}
+
+/// A unary call, inside the attempt middleware.
+struct UnaryCall;
+
+impl Attempt for UnaryCall {
+    type Output = Response;
+
+    async fn once(
+        &self,
+        client: &MucpClient,
+        address: &str,
+        request: &Request,
+        deadline: Option<Instant>,
+        id: &ByteString,
+    ) -> std::result::Result<Response, Failure> {
+        client.run_attempt(address, request, deadline, id).await
+    }
+}
+
+/// Opening a stream and sending its first frame.
+struct OpenStream;
+
+impl Attempt for OpenStream {
+    type Output = Stream;
+
+    async fn once(
+        &self,
+        client: &MucpClient,
+        address: &str,
+        request: &Request,
+        deadline: Option<Instant>,
+        id: &ByteString,
+    ) -> std::result::Result<Stream, Failure> {
+        client.open(address, request, deadline, id).await
     }
 }
 
@@ -343,39 +401,14 @@ impl Client for MucpClient {
         middleware::call(&middleware::stack(&layers.call, inner), request).await
     }
 
+    /// Opens a stream with retries. Only the caller's deadline bounds it (a stream lives as
+    /// long as its caller wants); opening it never runs a handler twice, since a failed
+    /// attempt cannot have reached one.
     async fn stream(&self, mut request: Request, options: CallOptions) -> Result<Stream> {
         request.stream = true;
-        let retries = options.retries.unwrap_or(self.inner.config.pool_retries);
-        let id = self.inner.request_id();
-        let mut last = None;
-        for attempt in 0..=retries {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            let target = match self.pick(&request, &options).await {
-                Ok(target) => target,
-                Err(error) => {
-                    last = Some(error);
-                    continue;
-                }
-            };
-            match self
-                .open(target.address(), &request, request.context.deadline, &id)
-                .await
-            {
-                Ok(stream) => return Ok(stream),
-                Err(failure) => {
-                    self.mark(&request.service, &target, Err(&failure.error));
-                    last = Some(failure.error);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::unavailable(
-                ID,
-                format!("could not open a stream to {}: no node was reached; check that it is running and registered", request.service),
-            )
-        }))
+        let deadline = request.context.deadline;
+        self.with_retries(OpenStream, &request, &options, deadline)
+            .await
     }
 
     async fn publish(&self, topic: &str, mut message: broker::Message) -> Result<()> {

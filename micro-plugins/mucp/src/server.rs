@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 
 const ID: &str = "go.micro.server";
 
-/// An endpoint ready to serve: the handler, and for unary ones the middleware stack.
+/// An endpoint ready to serve: its description, and where its requests go.
 struct Route {
-    handler: Handler,
-    unary: Option<RpcService>,
+    endpoint: micro_core::registry::Endpoint,
+    target: Target,
 }
 
 struct Running {
@@ -142,24 +142,21 @@ impl MucpServer {
         handlers
             .into_iter()
             .map(|handler| {
-                let unary = match &handler.kind {
+                let target = match handler.kind {
                     HandlerKind::Unary(f) => {
-                        let f = f.clone();
                         let inner = middleware::service_fn(move |req| f(req));
-                        Some(middleware::stack(&self.inner.middleware.handler, inner))
+                        Target::Unary(middleware::stack(&self.inner.middleware.handler, inner))
                     }
-                    HandlerKind::Stream(_) => None,
+                    HandlerKind::Stream(f) => Target::Stream(f),
                 };
-                (handler.endpoint.name.clone(), Route { handler, unary })
+                let endpoint = handler.endpoint;
+                (endpoint.name.clone(), Route { endpoint, target })
             })
             .collect()
     }
 
     fn record_for(&self, address: &str, routes: &HashMap<String, Route>) -> Service {
-        let mut endpoints: Vec<_> = routes
-            .values()
-            .map(|r| r.handler.endpoint.clone())
-            .collect();
+        let mut endpoints: Vec<_> = routes.values().map(|r| r.endpoint.clone()).collect();
         endpoints.extend(
             lock(&self.inner.subscriptions)
                 .iter()
@@ -357,21 +354,51 @@ async fn renew_loop(inner: Arc<Inner>, record: Service) {
     }
 }
 
+/// A request read from its opening frame, with what answering it needs.
+struct Received {
+    request: Request,
+    /// The headers every answer carries.
+    reply: HeaderMap,
+    /// The request's deadline (and cancellation), without its metadata.
+    ctx: Context,
+}
+
+impl Received {
+    fn new(inner: &Inner, frame: Message) -> Self {
+        let request = wire::request_from_frame(&frame, &inner.name);
+        let ctx = request.context.deadline_only();
+        Received {
+            request,
+            reply: wire::reply_headers(frame.header),
+            ctx,
+        }
+    }
+}
+
+/// Runs a unary endpoint's middleware stack under the request's deadline.
+async fn call_unary(
+    inner: &Inner,
+    service: &RpcService,
+    request: Request,
+    ctx: &Context,
+) -> Result<micro_core::client::Response> {
+    let call = middleware::call(service, request);
+    micro_core::context::under_deadline(ctx, call, inner.config.grace_period).await
+}
+
 /// Answers unary requests inside the transport's connections (no stream per request).
 fn unary_handler(inner: Arc<Inner>) -> UnaryHandler {
     Arc::new(move |message: Message| {
         let inner = inner.clone();
         Box::pin(async move {
             let _guard = inner.stats.begin();
-            let request = wire::request_from_frame(&message, &inner.name);
-            let reply = wire::reply_headers(message.header);
-            let ctx = request.context.deadline_only();
+            let Received {
+                request,
+                reply,
+                ctx,
+            } = Received::new(&inner, message);
             let result = match route(&inner, &request) {
-                Ok(Target::Unary(service)) => {
-                    let call = middleware::call(&service, request);
-                    let grace = inner.config.grace_period;
-                    micro_core::context::under_deadline(&ctx, call, grace).await
-                }
+                Ok(Target::Unary(service)) => call_unary(&inner, &service, request, &ctx).await,
                 Ok(Target::Stream(_)) => Err(stream_only(&request)),
                 Err(err) => Err(err),
             };
@@ -390,10 +417,8 @@ async fn serve(inner: Arc<Inner>, mut stream: Stream) {
         _ => return,
     };
     let _guard = inner.stats.begin();
-    let request = wire::request_from_frame(&first, &inner.name);
-    let reply = wire::reply_headers(first.header);
-    let ctx = request.context.deadline_only();
-    if let Err(err) = dispatch(&inner, request, stream, reply, &ctx).await {
+    let received = Received::new(&inner, first);
+    if let Err(err) = dispatch(&inner, received, stream).await {
         failed(&inner, &err);
     }
 }
@@ -409,6 +434,7 @@ fn failed(inner: &Inner, err: &Error) {
 }
 
 /// Where a request goes.
+#[derive(Clone)]
 enum Target {
     /// A unary endpoint's middleware stack.
     Unary(RpcService),
@@ -416,7 +442,7 @@ enum Target {
     Stream(micro_core::server::StreamFn),
 }
 
-/// Checks a request's content type and endpoint and finds its handler.
+/// Checks a request's content type and endpoint and finds where it goes.
 fn route(inner: &Inner, request: &Request) -> Result<Target> {
     micro_core::codec::Format::from_content_type(&request.content_type)?;
     if request.endpoint.is_empty() {
@@ -430,21 +456,14 @@ fn route(inner: &Inner, request: &Request) -> Result<Target> {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let Some(route) = routes.get(&request.endpoint) else {
-        return Err(Error::not_found(
+    match routes.get(&request.endpoint) {
+        Some(route) => Ok(route.target.clone()),
+        None => Err(Error::not_found(
             ID,
             format!(
                 "service {}: unknown endpoint {}",
                 inner.name, request.endpoint
             ),
-        ));
-    };
-    match (&route.handler.kind, &route.unary) {
-        (HandlerKind::Unary(_), Some(service)) => Ok(Target::Unary(service.clone())),
-        (HandlerKind::Stream(f), _) => Ok(Target::Stream(f.clone())),
-        _ => Err(Error::internal(
-            ID,
-            "unary endpoint without its middleware stack: the server was not started through start()",
         )),
     }
 }
@@ -462,26 +481,22 @@ fn stream_only(request: &Request) -> Error {
 
 /// Routes a request that came as a stream; the error (if any) has been sent to the caller
 /// already.
-async fn dispatch(
-    inner: &Inner,
-    request: Request,
-    stream: Stream,
-    reply: HeaderMap,
-    ctx: &Context,
-) -> Result<()> {
+async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<()> {
+    let Received {
+        request,
+        reply,
+        ctx,
+    } = received;
     let sender = stream.sender.clone();
     let target = match route(inner, &request) {
         Ok(Target::Stream(_)) if !request.stream => Err(stream_only(&request)),
         other => other,
     };
-    let grace = inner.config.grace_period;
     let result = match target {
-        Ok(Target::Unary(service)) => {
-            let call = middleware::call(&service, request);
-            micro_core::context::under_deadline(ctx, call, grace).await
-        }
+        Ok(Target::Unary(service)) => call_unary(inner, &service, request, &ctx).await,
         Ok(Target::Stream(f)) => {
-            let result = micro_core::context::under_deadline(ctx, f(request, stream), grace).await;
+            let grace = inner.config.grace_period;
+            let result = micro_core::context::under_deadline(&ctx, f(request, stream), grace).await;
             if let Err(err) = &result {
                 // The handler's typed adapter reports its own errors; this covers deadlines
                 // and failures before it could.

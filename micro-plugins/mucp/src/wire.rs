@@ -19,33 +19,35 @@ pub fn parse_timeout(value: &str) -> Option<Duration> {
     micro_core::config::parse_duration(value).ok()
 }
 
-/// The request a server reads from the opening frame of a stream.
+/// The request a server reads from the opening frame of a stream (one pass over its
+/// headers: micro's own become the request's fields, the others its metadata).
 pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
     let mut context = Context::new();
+    let (mut service, mut endpoint, mut content_type) = (None, None, None);
+    let mut timeout = None;
+    let mut stream = false;
+    // A header sent twice counts once, with its last value (as `Message::header` reads it).
     for (key, value) in &frame.header {
-        if !headers::is_reserved(key) {
-            context.metadata.insert(key, value);
+        match headers::reserved_name(key) {
+            None => context.metadata.insert(key, value),
+            Some(headers::SERVICE) => service = Some(value),
+            Some(headers::ENDPOINT) => endpoint = Some(value),
+            Some(headers::CONTENT_TYPE) => content_type = Some(value),
+            Some(headers::TIMEOUT) => timeout = parse_timeout(value),
+            Some(headers::STREAM) => stream = true,
+            Some(_) => {}
         }
     }
-    if let Some(timeout) = frame.header(headers::TIMEOUT).and_then(parse_timeout) {
+    if let Some(timeout) = timeout {
         context = context.with_timeout(timeout);
     }
     Request {
-        service: frame
-            .header(headers::SERVICE)
-            .unwrap_or(own_name)
-            .to_string(),
-        endpoint: frame
-            .header(headers::ENDPOINT)
-            .unwrap_or_default()
-            .to_string(),
-        content_type: frame
-            .header(headers::CONTENT_TYPE)
-            .unwrap_or(micro_core::codec::JSON)
-            .to_string(),
+        service: service.unwrap_or(own_name).to_string(),
+        endpoint: endpoint.unwrap_or_default().to_string(),
+        content_type: content_type.unwrap_or(micro_core::codec::JSON).to_string(),
         body: frame.body.clone(),
         context,
-        stream: frame.header(headers::STREAM).is_some(),
+        stream,
     }
 }
 
@@ -185,5 +187,42 @@ mod tests {
         assert_eq!(reply.len(), 3);
         let err = response_from_frame(response_frame(reply, Err(Error::not_found("x", "y"))));
         assert_eq!(err.unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn request_headers_in_any_case_and_repeated() {
+        let mut header = HeaderMap::new();
+        for (k, v) in [
+            ("micro-endpoint", "Greeter.Old"),
+            ("MICRO-ENDPOINT", "Greeter.Hello"),
+            ("content-type", "application/protobuf"),
+            ("timeout", "5s"),
+            ("micro-stream", "true"),
+            ("x-trace", "t1"),
+            ("Micro-Id", "7"),
+        ] {
+            header.append(ByteString::from(k), ByteString::from(v));
+        }
+        let frame = Message {
+            header,
+            body: Default::default(),
+        };
+        let request = request_from_frame(&frame, "own");
+        assert_eq!(
+            request.service, "own",
+            "no Micro-Service: the server's own name"
+        );
+        assert_eq!(
+            request.endpoint, "Greeter.Hello",
+            "the last of a repeated header"
+        );
+        assert_eq!(request.content_type, "application/protobuf");
+        assert!(request.stream);
+        assert!(request.context.deadline.is_some());
+        let metadata: Vec<_> = request.context.metadata.iter().collect();
+        assert_eq!(metadata, [("x-trace", "t1")], "only non-micro headers");
+        let bare = request_from_frame(&Message::new("{}"), "own");
+        assert_eq!(bare.content_type, micro_core::codec::JSON);
+        assert!(bare.endpoint.is_empty() && !bare.stream && bare.context.deadline.is_none());
     }
 }

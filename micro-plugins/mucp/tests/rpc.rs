@@ -453,3 +453,28 @@ async fn retries_only_what_cannot_have_run_unless_idempotent() {
     assert_eq!(err.code, 503, "{err}");
     let _: Result<()> = Ok(());
 }
+
+#[tokio::test]
+async fn opening_a_stream_retries_within_the_callers_deadline() {
+    let world = World::new();
+    let client = world.client();
+    // Nobody listening: each attempt fails before anything ran, so all are retried; with
+    // 30 retries the waits between them add up to far more than the caller's deadline.
+    let nowhere = CallOptions {
+        address: Some("memory:does-not-exist".into()),
+        retries: Some(30),
+        ..Default::default()
+    };
+    let ctx = Context::new().with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = client::stream::<u32, u32>(&client, &ctx, "greeter", "Greeter.Count", nowhere)
+        .await
+        .err()
+        .expect("nobody listens");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "gave up only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.code, 503, "the last attempt's error: {err}");
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -210,7 +210,7 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Reply {
             ),
         ));
     }
-    let body = match read_body(request, shared.max_body_size).await {
+    let body = match crate::body::request_body(request, shared.max_body_size, ID, "message").await {
         Ok(body) => body,
         Err(err) => return error(&err),
     };
@@ -227,32 +227,6 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Reply {
             });
             error(&err)
         }
-    }
-}
-
-/// The request body, up to `max` bytes (413 beyond).
-async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes> {
-    let too_large = || {
-        Error::too_large(
-            ID,
-            format!("message body is larger than the limit of {max} bytes"),
-        )
-    };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(request.into_body(), max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(Error::bad_request(
-            ID,
-            format!("reading the message body: {err}"),
-        )),
     }
 }
 
