@@ -165,6 +165,30 @@ pub fn table(points: &[Point]) -> String {
     out
 }
 
+/// The points of several rounds pooled per (system, concurrency): calls, errors and time
+/// added up and latencies merged, so rps is the mean over the rounds and p99 is that of all
+/// their calls. Order: as first seen.
+pub fn pool(rounds: Vec<Vec<Point>>) -> Vec<Point> {
+    let mut pooled: Vec<Point> = Vec::new();
+    for point in rounds.into_iter().flatten() {
+        let same = pooled
+            .iter_mut()
+            .find(|p| p.system == point.system && p.concurrency == point.concurrency);
+        match same {
+            Some(p) => {
+                p.calls += point.calls;
+                p.errors += point.errors;
+                p.elapsed += point.elapsed;
+                p.first_error = p.first_error.take().or(point.first_error);
+                // Every histogram has the same bounds, so adding cannot fail.
+                let _ = p.latency.add(&point.latency);
+            }
+            None => pooled.push(point),
+        }
+    }
+    pooled
+}
+
 fn find<'a>(points: &'a [Point], system: &str, concurrency: usize) -> Option<&'a Point> {
     points
         .iter()
@@ -263,5 +287,34 @@ mod tests {
         assert_eq!(point.errors, 0);
         let text = table(&[point]);
         assert!(text.contains("| x | 4 |"));
+    }
+
+    fn point(system: &str, concurrency: usize, calls: u64, latency_ns: u64) -> Point {
+        let mut latency = histogram();
+        latency.record_n(latency_ns, calls).unwrap();
+        Point {
+            system: system.into(),
+            concurrency,
+            calls,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::from_secs(1),
+            latency,
+        }
+    }
+
+    #[test]
+    fn rounds_pool_per_system_and_concurrency() {
+        let rounds = vec![
+            vec![point("a", 1, 100, 1_000), point("b", 1, 50, 2_000)],
+            vec![point("a", 1, 300, 3_000), point("b", 1, 50, 2_000)],
+        ];
+        let pooled = pool(rounds);
+        assert_eq!(pooled.len(), 2);
+        assert_eq!((pooled[0].system.as_str(), pooled[0].calls), ("a", 400));
+        assert_eq!(pooled[0].rps(), 200.0, "the mean over two 1 s rounds");
+        assert_eq!(pooled[0].latency.len(), 400, "latencies merged");
+        assert!(pooled[0].micros(0.5) > 2.0, "three quarters of the calls took 3 µs");
+        assert_eq!(pooled[1].rps(), 50.0);
     }
 }

@@ -13,38 +13,40 @@ pub const MICRO_ERROR: &str = "Micro-Error";
 pub const FRAMES_CONTENT_TYPE: &str = "application/x-micro-frames";
 
 /// Headers that belong to one HTTP hop (or that HTTP computes itself) and never become, or
-/// come from, frame headers.
-const HTTP_ONLY: [HeaderName; 11] = [
-    header::CONNECTION,
-    header::CONTENT_LENGTH,
-    header::EXPECT,
-    header::HOST,
-    HeaderName::from_static("http2-settings"),
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Micro's own headers as HTTP header names, in the order of [`headers::RESERVED`].
-const MICRO_NAMES: [HeaderName; 8] = [
-    HeaderName::from_static("micro-service"),
-    HeaderName::from_static("micro-endpoint"),
-    HeaderName::from_static("micro-id"),
-    HeaderName::from_static("micro-error"),
-    HeaderName::from_static("micro-stream"),
-    HeaderName::from_static("micro-topic"),
-    header::CONTENT_TYPE,
-    HeaderName::from_static("timeout"),
+/// come from, frame headers. Lower case, as `http` spells header names.
+const HTTP_ONLY: [&str; 11] = [
+    "connection",
+    "content-length",
+    "expect",
+    "host",
+    "http2-settings",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Whether `name` is an HTTP-only header (see [`HTTP_ONLY`]), in any case.
 pub fn is_http_only(name: &str) -> bool {
-    HTTP_ONLY
-        .iter()
-        .any(|h| h.as_str().eq_ignore_ascii_case(name))
+    HTTP_ONLY.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// One of micro's own header names (as spelled in [`headers::RESERVED`]) as an HTTP header
+/// name, made at compile time (no parsing, no copy).
+fn micro_http_name(name: &str) -> Option<HeaderName> {
+    Some(match name {
+        headers::SERVICE => const { HeaderName::from_static("micro-service") },
+        headers::ENDPOINT => const { HeaderName::from_static("micro-endpoint") },
+        headers::ID => const { HeaderName::from_static("micro-id") },
+        headers::ERROR => const { HeaderName::from_static("micro-error") },
+        headers::STREAM => const { HeaderName::from_static("micro-stream") },
+        headers::TOPIC => const { HeaderName::from_static("micro-topic") },
+        headers::CONTENT_TYPE => header::CONTENT_TYPE,
+        headers::TIMEOUT => const { HeaderName::from_static("timeout") },
+        _ => return None,
+    })
 }
 
 /// Go's canonical MIME header key: `micro-endpoint` → `Micro-Endpoint`, as go-micro sees
@@ -68,7 +70,7 @@ pub fn canonical(name: &str) -> String {
 pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
     let mut out = FrameHeaders::with_capacity(http_headers.keys_len());
     for name in http_headers.keys() {
-        if HTTP_ONLY.contains(name) {
+        if HTTP_ONLY.contains(&name.as_str()) {
             continue;
         }
         let mut joined: Option<ByteString> = None;
@@ -90,8 +92,8 @@ pub fn from_http(http_headers: &HeaderMap) -> Result<FrameHeaders, Error> {
 /// The frame header name for an HTTP header name: micro's own names as they are spelled
 /// in frames (static, no copy), others in canonical form.
 fn frame_name(name: &HeaderName) -> ByteString {
-    match MICRO_NAMES.iter().position(|micro| micro == name) {
-        Some(i) => ByteString::from_static(headers::RESERVED[i]),
+    match headers::reserved_name(name.as_str()) {
+        Some(known) => ByteString::from_static(known),
         None => ByteString::from(canonical(name.as_str())),
     }
 }
@@ -99,14 +101,11 @@ fn frame_name(name: &HeaderName) -> ByteString {
 /// The HTTP header name for a frame header name: micro's own names without parsing or
 /// copying, `None` for an HTTP-only header or a name HTTP cannot carry.
 fn http_name(key: &str) -> Option<HeaderName> {
-    if let Some(i) = headers::RESERVED
-        .iter()
-        .position(|r| r.eq_ignore_ascii_case(key))
-    {
-        return Some(MICRO_NAMES[i].clone());
+    if let Some(known) = headers::reserved_name(key) {
+        return micro_http_name(known);
     }
     let name = HeaderName::from_bytes(key.as_bytes()).ok()?;
-    (!HTTP_ONLY.contains(&name)).then_some(name)
+    (!HTTP_ONLY.contains(&name.as_str())).then_some(name)
 }
 
 /// An HTTP header map from frame headers. HTTP-only headers are left out; so are headers
@@ -173,6 +172,15 @@ mod tests {
         assert_eq!(canonical("micro-endpoint"), "Micro-Endpoint");
         assert_eq!(canonical("CONTENT-TYPE"), "Content-Type");
         assert_eq!(canonical("x"), "X");
+    }
+
+    #[test]
+    fn every_micro_header_has_its_http_name() {
+        for name in headers::RESERVED {
+            let http = micro_http_name(name).unwrap();
+            assert_eq!(http.as_str(), name.to_ascii_lowercase());
+        }
+        assert!(micro_http_name("X-Other").is_none());
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! ```sh
 //! cargo run --release -p micro-bench-peers --bin rpc-load -- \
 //!     [--systems raw-tcp,tonic,axum,mucp-tcp,mucp-http] [--concurrency 1,16,64] \
-//!     [--secs 5] [--warmup 1] [--connect ADDR]
+//!     [--secs 5] [--warmup 1] [--rounds 1] [--connect ADDR]
 //! ```
+//!
+//! `--rounds N` runs every system N times, round-robin, and reports each round's ratios and
+//! then all rounds pooled: on a VM whose speed drifts, interleaving keeps a slow spell from
+//! landing on one system only.
 //!
 //! `--connect ADDR` drives a server started by hand (one system), e.g. under `perf record`.
 
@@ -38,7 +42,7 @@ const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
 };
 
 const USAGE: &str = "usage: rpc-load [--systems a,b,..] [--concurrency 1,16,64] [--secs 5] \
-[--warmup 1] [--connect ADDR] | --serve SYSTEM
+[--warmup 1] [--rounds 1] [--connect ADDR] | --serve SYSTEM
 systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http";
 
 struct Options {
@@ -46,6 +50,7 @@ struct Options {
     concurrency: Vec<usize>,
     secs: Duration,
     warmup: Duration,
+    rounds: usize,
     connect: Option<String>,
     serve: Option<System>,
 }
@@ -72,6 +77,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         concurrency: vec![1, 16, 64],
         secs: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
+        rounds: 1,
         connect: None,
         serve: None,
     };
@@ -89,6 +95,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--secs" => options.secs = parse_secs(value()?)?,
             "--warmup" => options.warmup = parse_secs(value()?)?,
+            "--rounds" => {
+                options.rounds = value()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or("bad --rounds: give a number from 1 to 100")?
+            }
             "--connect" => options.connect = Some(value()?.clone()),
             "--serve" => {
                 let name = value()?;
@@ -366,27 +379,44 @@ async fn run(options: &Options, args: &[String]) -> Result<(), BoxError> {
             overrides.join(" ")
         );
     }
-    let mut all = Vec::new();
+    let mut rounds = Vec::new();
     let mut loads = Vec::new();
-    for &system in &options.systems {
-        let cpu = CpuShare::start();
-        let (result, server_ticks) = match &options.connect {
-            Some(addr) => (measure_system(system, addr, options).await, 0),
-            None => {
-                let server = ServerProcess::spawn(system)?;
-                let addr = server.addr.clone();
-                let result = measure_system(system, &addr, options).await;
-                let ticks = process_ticks(&server.child.id().to_string());
-                drop(server);
-                (result, ticks)
-            }
-        };
-        loads.push(format!("{} ({})", system.name(), cpu.finish(server_ticks)));
-        match result {
-            Ok(points) => all.extend(points),
-            Err(error) => eprintln!("{}: {error}", system.name()),
+    for round in 1..=options.rounds {
+        if options.rounds > 1 {
+            eprintln!("round {round} of {}", options.rounds);
         }
+        let mut points = Vec::new();
+        for &system in &options.systems {
+            let cpu = CpuShare::start();
+            let (result, server_ticks) = match &options.connect {
+                Some(addr) => (measure_system(system, addr, options).await, 0),
+                None => {
+                    let server = ServerProcess::spawn(system)?;
+                    let addr = server.addr.clone();
+                    let result = measure_system(system, &addr, options).await;
+                    let ticks = process_ticks(&server.child.id().to_string());
+                    drop(server);
+                    (result, ticks)
+                }
+            };
+            loads.push(format!("{} ({})", system.name(), cpu.finish(server_ticks)));
+            match result {
+                Ok(found) => points.extend(found),
+                Err(error) => eprintln!("{}: {error}", system.name()),
+            }
+        }
+        rounds.push(points);
     }
+    if rounds.len() > 1 {
+        for (i, points) in rounds.iter().enumerate() {
+            println!("Round {}:\n\n{}", i + 1, load::ratios(points));
+        }
+        println!(
+            "All {} rounds pooled (calls and time added up, latencies merged):\n",
+            rounds.len()
+        );
+    }
+    let all = load::pool(rounds);
     println!("{}", load::table(&all));
     println!("{}", load::ratios(&all));
     println!("CPU use of all cores while each system ran (bench = rpc-load + its server):");
