@@ -314,7 +314,10 @@ mod tests {
         assert_eq!((pooled[0].system.as_str(), pooled[0].calls), ("a", 400));
         assert_eq!(pooled[0].rps(), 200.0, "the mean over two 1 s rounds");
         assert_eq!(pooled[0].latency.len(), 400, "latencies merged");
-        assert!(pooled[0].micros(0.5) > 2.0, "three quarters of the calls took 3 µs");
+        assert!(
+            pooled[0].micros(0.5) > 2.0,
+            "three quarters of the calls took 3 µs"
+        );
         assert_eq!(pooled[1].rps(), 50.0);
     }
 }
