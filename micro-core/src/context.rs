@@ -1,5 +1,7 @@
 //! Call context: metadata (case-insensitive headers) and the deadline of a call.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -66,9 +68,7 @@ impl Metadata {
 
     /// Copies every entry of `other` into this map, overwriting equal keys.
     pub fn merge(&mut self, other: &Metadata) {
-        for (k, v) in other.iter() {
-            self.insert(k, v);
-        }
+        self.extend(other.iter());
     }
 }
 
@@ -82,12 +82,57 @@ impl PartialEq for Metadata {
 
 impl Eq for Metadata {}
 
+/// Up to this many entries, merging equal keys searches in turn; beyond, it hashes (so a
+/// frame with thousands of headers costs linear time, not quadratic).
+const SMALL: usize = 16;
+
+impl Metadata {
+    /// Merges entries whose keys differ only in case: the first spelling and its place stay,
+    /// with the last value.
+    fn dedup(&mut self) {
+        if self.entries.len() < 2 {
+            return;
+        }
+        let mut kept: Vec<(String, String)> = Vec::with_capacity(self.entries.len());
+        if self.entries.len() <= SMALL {
+            for (key, value) in self.entries.drain(..) {
+                match kept.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+                    Some(i) => kept[i].1 = value,
+                    None => kept.push((key, value)),
+                }
+            }
+        } else {
+            let mut index: HashMap<String, usize> = HashMap::with_capacity(self.entries.len());
+            for (key, value) in self.entries.drain(..) {
+                match index.entry(key.to_ascii_lowercase()) {
+                    Entry::Occupied(at) => kept[*at.get()].1 = value,
+                    Entry::Vacant(at) => {
+                        at.insert(kept.len());
+                        kept.push((key, value));
+                    }
+                }
+            }
+        }
+        self.entries = kept;
+    }
+}
+
+/// Adds every entry, as [`Metadata::insert`] would one by one, in linear time.
+impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Metadata {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let before = self.entries.len();
+        self.entries
+            .extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
+        if self.entries.len() > before {
+            self.dedup();
+        }
+    }
+}
+
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut md = Metadata::new();
-        for (k, v) in iter {
-            md.insert(k, v);
-        }
+        md.extend(iter);
         md
     }
 }
@@ -226,6 +271,21 @@ mod tests {
         let b: Metadata = [("B", "2"), ("a", "1")].into_iter().collect();
         assert_eq!(a, b, "order and case of keys do not matter");
         assert_ne!(a, [("A", "1")].into_iter().collect::<Metadata>());
+        // Many entries (the hashed path), keys repeated in other cases: first spelling and
+        // place, last value.
+        let mut many: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("Key-{i}"), format!("v{i}")))
+            .collect();
+        many.extend((0..1000).map(|i| (format!("KEY-{i}"), format!("w{i}"))));
+        let md: Metadata = many.into_iter().collect();
+        assert_eq!(md.len(), 1000);
+        assert_eq!(md.get("key-7"), Some("w7"));
+        assert_eq!(md.iter().nth(7), Some(("Key-7", "w7")));
+        let mut merged = Metadata::new();
+        merged.insert("key-1", "old");
+        merged.merge(&md);
+        assert_eq!(merged.len(), 1000);
+        assert_eq!(merged.iter().next(), Some(("key-1", "w1")));
     }
 
     #[tokio::test]

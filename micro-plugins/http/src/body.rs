@@ -1,5 +1,6 @@
-//! Reading whole HTTP bodies under a size limit: the one place the transport's server, its
-//! plain client and the broker's server bound what they read.
+//! Reading whole HTTP bodies under a size limit: what the transport's server, its plain
+//! client and the broker's server share (the h2 client's unary path counts its chunks itself,
+//! and says so with [`too_large`]).
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HeaderMap};

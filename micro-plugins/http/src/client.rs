@@ -509,13 +509,7 @@ async fn collect(conn: &ClientConn, body: &mut RecvStream) -> Result<Bytes> {
         let chunk = chunk.map_err(|e| conn.broken(&e))?;
         let _ = body.flow_control().release_capacity(chunk.len());
         if out.len() + chunk.len() > conn.max_body_size {
-            return Err(Error::too_large(
-                ID,
-                format!(
-                    "response body is larger than the limit of {} bytes",
-                    conn.max_body_size
-                ),
-            ));
+            return Err(crate::body::too_large(ID, "response", conn.max_body_size));
         }
         out.extend_from_slice(&chunk);
     }

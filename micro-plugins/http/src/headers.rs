@@ -105,6 +105,7 @@ fn http_name(key: &str) -> Option<HeaderName> {
         return micro_http_name(known);
     }
     let name = HeaderName::from_bytes(key.as_bytes()).ok()?;
+    // `http` spells every name in lower case, so an exact comparison is enough here.
     (!HTTP_ONLY.contains(&name.as_str())).then_some(name)
 }
 
@@ -116,6 +117,7 @@ pub fn to_http(header: &FrameHeaders, out: &mut HeaderMap) -> Vec<String> {
     for (key, value) in header.entries() {
         let name = match http_name(key) {
             Some(name) => name,
+            // A frame key may be in any case (or not even a valid HTTP name).
             None if is_http_only(key) => continue,
             None => {
                 skipped.push(key.to_string());

@@ -297,7 +297,7 @@ impl MucpClient {
                     return Ok(output);
                 }
                 Ok(Err(failure)) => failure,
-                Err(_) => return Err(deadline_error(&request.service, &request.endpoint)),
+                Err(_) => return Err(what.timed_out(request)),
             };
             if failure.node_broken {
                 self.mark(&request.service, &target, Err(&failure.error));
@@ -308,7 +308,8 @@ impl MucpClient {
                 break;
             }
         }
-        Err(last.unwrap_or_else(|| deadline_error(&request.service, &request.endpoint)))
+        // The first attempt always sets `last` or returns; this is for the type only.
+        Err(last.unwrap_or_else(|| what.timed_out(request)))
     }
 
     /// A unary call with retries, within the call's timeout and the caller's deadline.
@@ -339,6 +340,8 @@ trait Attempt {
         deadline: Option<Instant>,
         id: &ByteString,
     ) -> std::result::Result<Self::Output, Failure>;
+    /// The error when the deadline passed, saying which setting bounds it.
+    fn timed_out(&self, request: &Request) -> Error;
 }
 
 /// A unary call, inside the attempt middleware.
@@ -357,6 +360,10 @@ impl Attempt for UnaryCall {
     ) -> std::result::Result<Response, Failure> {
         client.run_attempt(address, request, deadline, id).await
     }
+
+    fn timed_out(&self, request: &Request) -> Error {
+        deadline_error(&request.service, &request.endpoint)
+    }
 }
 
 /// Opening a stream and sending its first frame.
@@ -374,6 +381,17 @@ impl Attempt for OpenStream {
         id: &ByteString,
     ) -> std::result::Result<Stream, Failure> {
         client.open(address, request, deadline, id).await
+    }
+
+    fn timed_out(&self, request: &Request) -> Error {
+        Error::timeout(
+            ID,
+            format!(
+                "opening a stream to {} {} timed out: the caller's context deadline passed; \
+                 give the context a later deadline or check that the service is healthy",
+                request.service, request.endpoint
+            ),
+        )
     }
 }
 
@@ -402,8 +420,8 @@ impl Client for MucpClient {
     }
 
     /// Opens a stream with retries. Only the caller's deadline bounds it (a stream lives as
-    /// long as its caller wants); opening it never runs a handler twice, since a failed
-    /// attempt cannot have reached one.
+    /// long as its caller wants). Every failure to open (dial, open, send the first frame)
+    /// counts as not having reached a handler and is retried, as go-micro does.
     async fn stream(&self, mut request: Request, options: CallOptions) -> Result<Stream> {
         request.stream = true;
         let deadline = request.context.deadline;
@@ -437,6 +455,18 @@ impl Client for MucpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_errors_name_the_setting_that_bounds_them() {
+        let request = Request::new("greeter", "Greeter.Count", "{}");
+        let call = UnaryCall.timed_out(&request);
+        assert_eq!(call.code, 408);
+        assert!(call.detail.contains("request_timeout"), "{call}");
+        let stream = OpenStream.timed_out(&request);
+        assert_eq!(stream.code, 408);
+        assert!(stream.detail.contains("context deadline"), "{stream}");
+        assert!(!stream.detail.contains("request_timeout"), "{stream}");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_under_the_cap() {

@@ -5,7 +5,7 @@ use micro_core::broker;
 use micro_core::client::{Request, Response};
 use micro_core::middleware::{self, RpcLayer};
 use micro_core::streaming;
-use micro_core::transport::{ByteString, HeaderMap, Message, headers};
+use micro_core::transport::{ByteString, HeaderMap, Message, header_text, headers};
 use micro_core::{Context, Metadata, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +23,14 @@ pub fn parse_timeout(value: &str) -> Option<Duration> {
 /// headers: micro's own become the request's fields, the others its metadata).
 pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
     let mut context = Context::new();
+    let mut metadata = Vec::new();
     let (mut service, mut endpoint, mut content_type) = (None, None, None);
     let mut timeout = None;
     let mut stream = false;
     // A header sent twice counts once, with its last value (as `Message::header` reads it).
     for (key, value) in &frame.header {
         match headers::reserved_name(key) {
-            None => context.metadata.insert(key, value),
+            None => metadata.push((key, value)),
             Some(headers::SERVICE) => service = Some(value),
             Some(headers::ENDPOINT) => endpoint = Some(value),
             Some(headers::CONTENT_TYPE) => content_type = Some(value),
@@ -38,6 +39,8 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
             Some(_) => {}
         }
     }
+    // In one go: merging keys repeated in another case stays linear for many headers.
+    context.metadata.extend(metadata);
     if let Some(timeout) = timeout {
         context = context.with_timeout(timeout);
     }
@@ -88,7 +91,12 @@ pub fn response_frame(reply: HeaderMap, result: Result<Response>) -> Message {
 
 /// The frame a client sends to open a call or stream.
 pub fn request_frame(request: &Request, id: &ByteString, timeout: Option<Duration>) -> Message {
-    let mut header: HeaderMap = request.context.metadata.iter().collect();
+    let metadata = &request.context.metadata;
+    let mut header = HeaderMap::with_capacity(metadata.len() + 6);
+    // Metadata keys are already distinct (in any case): appended, not searched.
+    for (key, value) in metadata.iter() {
+        header.append(header_text(key), header_text(value));
+    }
     header.insert(headers::SERVICE, &request.service);
     header.insert(headers::ENDPOINT, &request.endpoint);
     header.insert(headers::ID, id);
@@ -224,5 +232,35 @@ mod tests {
         let bare = request_from_frame(&Message::new("{}"), "own");
         assert_eq!(bare.content_type, micro_core::codec::JSON);
         assert!(bare.endpoint.is_empty() && !bare.stream && bare.context.deadline.is_none());
+    }
+
+    #[test]
+    fn many_headers_become_metadata_once_each() {
+        // As many headers as a frame may carry, every key twice in another case: read in
+        // linear time (hashed), the last value wins.
+        let mut header = HeaderMap::new();
+        for round in ["a", "b"] {
+            for i in 0..30_000 {
+                let key = if round == "a" {
+                    format!("x-{i}")
+                } else {
+                    format!("X-{i}")
+                };
+                header.append(ByteString::from(key), ByteString::from(round));
+            }
+        }
+        let frame = Message {
+            header,
+            body: Default::default(),
+        };
+        let request = request_from_frame(&frame, "own");
+        assert_eq!(request.context.metadata.len(), 30_000);
+        assert_eq!(request.context.metadata.get("X-29999"), Some("b"));
+        let back = request_frame(&request, &ByteString::from_static("1"), None);
+        assert_eq!(
+            back.header.len(),
+            30_000 + 4,
+            "metadata plus service, endpoint, id, type"
+        );
     }
 }

@@ -399,7 +399,16 @@ async fn run(options: &Options, args: &[String]) -> Result<(), BoxError> {
                     (result, ticks)
                 }
             };
-            loads.push(format!("{} ({})", system.name(), cpu.finish(server_ticks)));
+            let round = if options.rounds > 1 {
+                format!("round {round} ")
+            } else {
+                String::new()
+            };
+            loads.push(format!(
+                "{round}{} ({})",
+                system.name(),
+                cpu.finish(server_ticks)
+            ));
             match result {
                 Ok(found) => points.extend(found),
                 Err(error) => eprintln!("{}: {error}", system.name()),
