@@ -70,8 +70,14 @@ pub fn response_frame(reply: HeaderMap, result: Result<Response>) -> Message {
     let mut header = reply;
     match result {
         Ok(response) => {
+            // Metadata keys are distinct: appended, except one of micro's own names, which
+            // replaces the request's (at most eight such keys, each one search).
             for (k, v) in response.header.iter() {
-                header.insert(k, v);
+                if headers::is_reserved(k) {
+                    header.insert(k, v);
+                } else {
+                    header.append(header_text(k), header_text(v));
+                }
             }
             header.insert(headers::CONTENT_TYPE, response.content_type.as_str());
             Message {
@@ -262,5 +268,18 @@ mod tests {
             30_000 + 4,
             "metadata plus service, endpoint, id, type"
         );
+        // A handler that answers with all of it: appended to the reply's three headers.
+        let response = Response {
+            header: request.context.metadata.clone(),
+            content_type: micro_core::codec::JSON.to_string(),
+            body: Default::default(),
+        };
+        let answer = response_frame(reply_headers(back.header), Ok(response));
+        assert_eq!(
+            answer.header.len(),
+            3 + 30_000 + 1,
+            "id, service, endpoint, metadata, type"
+        );
+        assert_eq!(answer.header.get("x-5"), Some("b"));
     }
 }
