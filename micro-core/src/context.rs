@@ -1,7 +1,6 @@
 //! Call context: metadata (case-insensitive headers) and the deadline of a call.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use crate::repeated_keys::{self, Spelling};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -82,41 +81,6 @@ impl PartialEq for Metadata {
 
 impl Eq for Metadata {}
 
-/// Up to this many entries, merging equal keys searches in turn; beyond, it hashes (so a
-/// frame with thousands of headers costs linear time, not quadratic).
-const SMALL: usize = 16;
-
-impl Metadata {
-    /// Merges entries whose keys differ only in case: the first spelling and its place stay,
-    /// with the last value.
-    fn dedup(&mut self) {
-        if self.entries.len() < 2 {
-            return;
-        }
-        let mut kept: Vec<(String, String)> = Vec::with_capacity(self.entries.len());
-        if self.entries.len() <= SMALL {
-            for (key, value) in self.entries.drain(..) {
-                match kept.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-                    Some(i) => kept[i].1 = value,
-                    None => kept.push((key, value)),
-                }
-            }
-        } else {
-            let mut index: HashMap<String, usize> = HashMap::with_capacity(self.entries.len());
-            for (key, value) in self.entries.drain(..) {
-                match index.entry(key.to_ascii_lowercase()) {
-                    Entry::Occupied(at) => kept[*at.get()].1 = value,
-                    Entry::Vacant(at) => {
-                        at.insert(kept.len());
-                        kept.push((key, value));
-                    }
-                }
-            }
-        }
-        self.entries = kept;
-    }
-}
-
 /// Adds every entry, as [`Metadata::insert`] would one by one, in linear time.
 impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Metadata {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
@@ -124,7 +88,7 @@ impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Metadata {
         self.entries
             .extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
         if self.entries.len() > before {
-            self.dedup();
+            repeated_keys::merge(&mut self.entries, Spelling::First);
         }
     }
 }

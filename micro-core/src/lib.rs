@@ -18,6 +18,7 @@ pub mod logger;
 pub mod middleware;
 pub mod plugin;
 pub mod registry;
+mod repeated_keys;
 pub mod schema;
 pub mod selector;
 pub mod server;

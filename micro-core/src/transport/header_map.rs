@@ -7,6 +7,7 @@
 //! beats hashing.
 
 use super::headers;
+use crate::repeated_keys::{self, Spelling};
 use bytestring::ByteString;
 use std::fmt;
 
@@ -208,10 +209,17 @@ impl<K: IntoHeaderText, V: IntoHeaderText> FromIterator<(K, V)> for HeaderMap {
     }
 }
 
+/// Adds every header as [`HeaderMap::insert`] would one by one (a repeated key keeps its
+/// last spelling and value), in linear time however many there are.
 impl<K: IntoHeaderText, V: IntoHeaderText> Extend<(K, V)> for HeaderMap {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
+        let before = self.entries.len();
+        self.entries.extend(
+            iter.into_iter()
+                .map(|(k, v)| (k.into_header_text(), v.into_header_text())),
+        );
+        if self.entries.len() > before {
+            repeated_keys::merge(&mut self.entries, Spelling::Last);
         }
     }
 }
@@ -253,6 +261,17 @@ mod tests {
         assert_eq!(map.keys().collect::<Vec<_>>(), [headers::ID]);
         assert_eq!(map.remove("Micro-Id").as_deref(), Some("2"));
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn extend_merges_like_insert() {
+        let mut one_by_one = HeaderMap::from([("X-A", "1")]);
+        one_by_one.insert("x-a", "2");
+        one_by_one.insert("X-B", "3");
+        let mut at_once = HeaderMap::from([("X-A", "1")]);
+        at_once.extend([("x-a", "2"), ("X-B", "3")]);
+        assert_eq!(at_once, one_by_one);
+        assert_eq!(at_once.keys().collect::<Vec<_>>(), ["x-a", "X-B"]);
     }
 
     #[test]

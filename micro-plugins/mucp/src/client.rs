@@ -15,7 +15,9 @@ use micro_core::logger::Logger;
 use micro_core::middleware::{self, Middleware};
 use micro_core::registry::Node;
 use micro_core::selector::Selector;
-use micro_core::transport::{ByteString, CallError, DialOptions, Stream, Transport, headers};
+use micro_core::transport::{
+    ByteString, CallError, Connection, DialOptions, Message, Stream, Transport, headers,
+};
 use micro_core::{Error, Result};
 use rand::Rng;
 use std::sync::Arc;
@@ -148,25 +150,32 @@ impl MucpClient {
         }
     }
 
-    /// Opens a transport stream to `node` and sends the opening frame.
-    async fn open(
+    /// Dials the attempt's address within what is left of the deadline; returns the
+    /// connection and the request frame, whose `Timeout` header carries that time.
+    async fn dial(
         &self,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
-    ) -> std::result::Result<Stream, Failure> {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let transport = &self.inner.parts.transport;
-        let connection = transport
-            .dial(address, DialOptions { timeout: left })
+        at: &AttemptAt<'_>,
+    ) -> std::result::Result<(Box<dyn Connection>, Message), Failure> {
+        let left = at
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let connection = self
+            .inner
+            .parts
+            .transport
+            .dial(at.address, DialOptions { timeout: left })
             .await
             .map_err(Failure::before_start)?;
+        Ok((connection, wire::request_frame(at.request, at.id, left)))
+    }
+
+    /// Opens a transport stream and sends the opening frame.
+    async fn open(&self, at: &AttemptAt<'_>) -> std::result::Result<Stream, Failure> {
+        let (connection, frame) = self.dial(at).await?;
         let stream = connection
             .open_stream()
             .await
             .map_err(Failure::before_start)?;
-        let frame = wire::request_frame(request, id, left);
         stream
             .sender
             .send(frame)
@@ -175,23 +184,9 @@ impl MucpClient {
         Ok(stream)
     }
 
-    /// One attempt of a unary call: a unary exchange on a connection to `address`.
-    async fn attempt(
-        &self,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
-    ) -> std::result::Result<Response, Failure> {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let connection = self
-            .inner
-            .parts
-            .transport
-            .dial(address, DialOptions { timeout: left })
-            .await
-            .map_err(Failure::before_start)?;
-        let frame = wire::request_frame(request, id, left);
+    /// One attempt of a unary call: a unary exchange on a connection to the address.
+    async fn attempt(&self, at: &AttemptAt<'_>) -> std::result::Result<Response, Failure> {
+        let (connection, frame) = self.dial(at).await?;
         match connection.call(frame).await {
             Ok(frame) => wire::response_from_frame(frame).map_err(|error| Failure {
                 // A server that refuses before dispatch (draining) did not run anything.
@@ -211,20 +206,19 @@ impl MucpClient {
 
     /// One attempt, inside the attempt middleware when there is any. A failure raised by the
     /// middleware itself (e.g. a timeout layer) counts as started.
-    async fn run_attempt(
-        &self,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
-    ) -> std::result::Result<Response, Failure> {
+    async fn run_attempt(&self, at: &AttemptAt<'_>) -> std::result::Result<Response, Failure> {
         let layers = &self.inner.parts.middleware.attempt;
         if layers.is_empty() {
-            return self.attempt(address, request, deadline, id).await;
+            return self.attempt(at).await;
         }
         let seen: Arc<std::sync::Mutex<Option<(bool, bool)>>> = Arc::default();
-        let (client, address_in, id_in, seen_in) =
-            (self.clone(), address.to_string(), id.clone(), seen.clone());
+        let deadline = at.deadline;
+        let (client, address_in, id_in, seen_in) = (
+            self.clone(),
+            at.address.to_string(),
+            at.id.clone(),
+            seen.clone(),
+        );
         let inner = middleware::service_fn(move |req: Request| {
             let (client, address, id, seen) = (
                 client.clone(),
@@ -233,17 +227,20 @@ impl MucpClient {
                 seen_in.clone(),
             );
             async move {
-                client
-                    .attempt(&address, &req, deadline, &id)
-                    .await
-                    .map_err(|f| {
-                        *seen.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((f.started, f.node_broken));
-                        f.error
-                    })
+                let at = AttemptAt {
+                    address: &address,
+                    request: &req,
+                    deadline,
+                    id: &id,
+                };
+                client.attempt(&at).await.map_err(|f| {
+                    *seen.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((f.started, f.node_broken));
+                    f.error
+                })
             }
         });
-        middleware::call(&middleware::stack(layers, inner), request.clone())
+        middleware::call(&middleware::stack(layers, inner), at.request.clone())
             .await
             .map_err(|error| {
                 let (started, node_broken) = seen
@@ -286,7 +283,13 @@ impl MucpClient {
                     continue;
                 }
             };
-            let once = what.once(self, target.address(), request, deadline, &id);
+            let at = AttemptAt {
+                address: target.address(),
+                request,
+                deadline,
+                id: &id,
+            };
+            let once = what.once(self, &at);
             let outcome = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), once).await,
                 None => Ok(once.await),
@@ -326,19 +329,25 @@ impl MucpClient {
     }
 }
 
+/// Where and what one attempt sends.
+struct AttemptAt<'a> {
+    address: &'a str,
+    request: &'a Request,
+    /// The end of the whole call (all attempts), if it has one.
+    deadline: Option<Instant>,
+    id: &'a ByteString,
+}
+
 /// What the retry loop attempts: a unary call ([`UnaryCall`]) or opening a stream
 /// ([`OpenStream`]).
 trait Attempt {
     /// What a successful attempt gives.
     type Output;
-    /// One attempt at `address`.
+    /// One attempt.
     async fn once(
         &self,
         client: &MucpClient,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
+        at: &AttemptAt<'_>,
     ) -> std::result::Result<Self::Output, Failure>;
     /// The error when the deadline passed, saying which setting bounds it.
     fn timed_out(&self, request: &Request) -> Error;
@@ -353,12 +362,9 @@ impl Attempt for UnaryCall {
     async fn once(
         &self,
         client: &MucpClient,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
+        at: &AttemptAt<'_>,
     ) -> std::result::Result<Response, Failure> {
-        client.run_attempt(address, request, deadline, id).await
+        client.run_attempt(at).await
     }
 
     fn timed_out(&self, request: &Request) -> Error {
@@ -375,12 +381,9 @@ impl Attempt for OpenStream {
     async fn once(
         &self,
         client: &MucpClient,
-        address: &str,
-        request: &Request,
-        deadline: Option<Instant>,
-        id: &ByteString,
+        at: &AttemptAt<'_>,
     ) -> std::result::Result<Stream, Failure> {
-        client.open(address, request, deadline, id).await
+        client.open(at).await
     }
 
     fn timed_out(&self, request: &Request) -> Error {
