@@ -79,7 +79,7 @@ fn others_off() -> Vec<(String, String)> {
     .collect()
 }
 
-fn service(args: &[&str]) -> Result<micro::Service, ConfigError> {
+fn service(args: &[&str]) -> Result<micro::Service, micro::BuildError> {
     match micro::Service::builder()
         .args(args.iter().copied())
         .env(others_off())
@@ -144,7 +144,7 @@ fn plugin_options_appear_in_help_and_unknown_plugins_list_it() {
         "{help}"
     );
     match service(&["svc", "--store", "nope"]) {
-        Err(ConfigError::PluginNotCompiled { compiled, .. }) => {
+        Err(micro::BuildError::Config(ConfigError::PluginNotCompiled { compiled, .. })) => {
             assert!(compiled.contains(&"fixed".to_string()), "{compiled:?}")
         }
         Err(e) => panic!("unexpected error {e}"),

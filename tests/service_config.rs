@@ -42,7 +42,7 @@ fn text(buffer: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
 }
 
-fn built(result: Result<Built<micro::CompiledPlugins>, ConfigError>) -> micro::Service {
+fn built(result: Result<Built<micro::CompiledPlugins>, micro::BuildError>) -> micro::Service {
     match result {
         Ok(Built::Service(s)) => s,
         Ok(_) => panic!("expected a service, got help/version/dump"),
@@ -120,12 +120,12 @@ fn seed_defaults_warn_that_ttl_is_below_interval() {
     );
     // The seed names mdns, which this build does not contain: starting fails with the list.
     match result {
-        Err(ConfigError::PluginNotCompiled {
+        Err(micro::BuildError::Config(ConfigError::PluginNotCompiled {
             component,
             plugin,
             compiled,
             feature,
-        }) => {
+        })) => {
             assert_eq!(
                 (component.as_str(), plugin.as_str(), feature.as_str()),
                 ("registry", "mdns", "mdns")
@@ -257,7 +257,7 @@ fn handlers_need_a_server() {
         Ok(_) => panic!("expected an error"),
     };
     assert!(
-        matches!(err, ConfigError::Invalid { ref key, .. } if key == "server.enabled"),
+        matches!(err, micro::BuildError::Config(ConfigError::Invalid { ref key, .. }) if key == "server.enabled"),
         "{err}"
     );
 }

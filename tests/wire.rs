@@ -77,6 +77,8 @@ fn flags_of_undeclared_components_are_not_offered() {
         .try_build();
     assert!(matches!(
         err,
-        Err(micro::config::ConfigError::UnknownFlag { .. })
+        Err(micro::BuildError::Config(
+            micro::config::ConfigError::UnknownFlag { .. }
+        ))
     ));
 }

@@ -130,9 +130,12 @@ impl Context {
         }
     }
 
-    /// The same context with a deadline `timeout` from now (the earlier one wins).
+    /// The same context with a deadline `timeout` from now (the earlier one wins). A
+    /// timeout too large for the clock to represent sets no deadline.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self;
+        };
         self.deadline = Some(match self.deadline {
             Some(current) if current < deadline => current,
             _ => deadline,
@@ -260,6 +263,16 @@ mod tests {
         tokio::task::yield_now().await;
         parent.cancel();
         waiter.await.expect("waiter finished");
+    }
+
+    #[test]
+    fn a_timeout_beyond_the_clock_sets_no_deadline() {
+        let ctx = Context::new().with_timeout(Duration::from_secs(u64::MAX));
+        assert_eq!(ctx.deadline, None);
+        let ctx = Context::new()
+            .with_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::MAX);
+        assert!(ctx.deadline.is_some(), "the earlier deadline stays");
     }
 
     #[tokio::test]

@@ -53,9 +53,9 @@ pub type Server = Arc<dyn server::Server>;
 /// A sync (locks, leaders) handle; not at the crate root, where it would shadow `std`'s
 /// `Sync` for glob imports.
 pub type SyncHandle = Arc<dyn sync::Sync>;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use plugin::{Components, Plugin, PluginContext, Plugins};
-pub use service::{Built, NoPlugins, PluginSource, Service, ServiceBuilder};
+pub use service::{BuildError, Built, NoPlugins, PluginSource, Service, ServiceBuilder};
 pub use streaming::Streaming;
 
 /// Re-exports for plugin crates and generated code; not a stable API.

@@ -155,9 +155,10 @@ async fn answer_stream<Resp: Payload>(
     sender: crate::transport::StreamSender,
     format: Format,
     result: Result<Streaming<Resp>>,
+    ctx: &Context,
 ) -> Result<()> {
     match result {
-        Ok(responses) => streaming::send_all(sender, format, responses).await,
+        Ok(responses) => streaming::send_all(sender, format, responses, ctx).await,
         Err(err) => sender.send(streaming::error_frame(&err)).await,
     }
 }
@@ -205,11 +206,12 @@ impl Handler {
                 let f = f.clone();
                 Box::pin(async move {
                     let format = Format::from_content_type(&request.content_type)?;
+                    let ctx = request.context.deadline_only();
                     let result = match first_message::<Req>(&mut stream.receiver, format).await {
                         Ok(message) => f(request.context, message).await,
                         Err(err) => Err(err),
                     };
-                    answer_stream(stream.sender, format, result).await
+                    answer_stream(stream.sender, format, result, &ctx).await
                 })
             })),
         }
@@ -230,7 +232,8 @@ impl Handler {
                 let f = f.clone();
                 Box::pin(async move {
                     let format = Format::from_content_type(&request.content_type)?;
-                    let requests = streaming::receive(stream.receiver, format);
+                    let requests =
+                        streaming::receive_until(stream.receiver, format, &request.context);
                     let result = f(request.context, requests).await;
                     answer(stream.sender, format, result).await
                 })
@@ -253,9 +256,10 @@ impl Handler {
                 let f = f.clone();
                 Box::pin(async move {
                     let format = Format::from_content_type(&request.content_type)?;
-                    let requests = streaming::receive(stream.receiver, format);
+                    let ctx = request.context.deadline_only();
+                    let requests = streaming::receive_until(stream.receiver, format, &ctx);
                     let result = f(request.context, requests).await;
-                    answer_stream(stream.sender, format, result).await
+                    answer_stream(stream.sender, format, result, &ctx).await
                 })
             })),
         }

@@ -4,6 +4,7 @@
 //! one message, encoded per `Content-Type`; a frame with a `Micro-Error` header ends the
 //! stream with that error; the transport's end-of-stream ends it cleanly.
 
+use crate::Context;
 use crate::codec::{Format, Payload};
 use crate::transport::{Message, StreamReceiver, StreamSender, headers};
 use crate::{Error, Result};
@@ -82,23 +83,78 @@ pub fn receive<T: Payload>(receiver: StreamReceiver, format: Format) -> Streamin
     ))
 }
 
+/// Decodes the frames of `receiver` as messages until `ctx` is cancelled or its deadline
+/// passes; then the stream ends with that error (a server's request stream).
+pub fn receive_until<T: Payload>(
+    receiver: StreamReceiver,
+    format: Format,
+    ctx: &Context,
+) -> Streaming<T> {
+    let ctx = ctx.deadline_only();
+    let messages = receive::<T>(receiver, format);
+    Streaming::new(futures::stream::unfold(
+        Some((messages, ctx)),
+        |state| async move {
+            let (mut messages, ctx) = state?;
+            tokio::select! {
+                biased;
+                _ = ctx.cancelled() => Some((Err(stopped(&ctx)), None)),
+                item = messages.next() => item.map(|item| (item, Some((messages, ctx)))),
+            }
+        },
+    ))
+}
+
+/// Why a call's context ended: its deadline passed (408) or it was cancelled (503).
+pub fn stopped(ctx: &Context) -> Error {
+    if ctx.remaining() == Some(std::time::Duration::ZERO) {
+        Error::timeout(
+            "go.micro.server",
+            "deadline exceeded: the stream was stopped when the caller's timeout ran out; \
+             give the call a longer timeout (Timeout header) if it needs more time",
+        )
+    } else {
+        Error::unavailable(
+            "go.micro.server",
+            "the call was cancelled (the caller went away or the server is stopping)",
+        )
+    }
+}
+
 /// Sends every message of `messages`, then ends the stream; an `Err` item is sent as an
-/// error frame and ends it. Fails only when the peer is gone.
+/// error frame and ends it. Stops as soon as `ctx` is cancelled or its deadline passes
+/// (returning that error, for the caller to send), or the peer stops receiving (then `ctx`
+/// is cancelled too, so the handler's own work sees it). Fails when the peer is gone.
 pub async fn send_all<T: Payload>(
     sender: StreamSender,
     format: Format,
     mut messages: Streaming<T>,
+    ctx: &Context,
 ) -> Result<()> {
-    while let Some(item) = messages.next().await {
-        match item.and_then(|m| message_frame(&m, format)) {
-            Ok(frame) => sender.send(frame).await?,
-            Err(err) => {
-                sender.send(error_frame(&err)).await?;
-                return Ok(());
+    let send = async {
+        while let Some(item) = messages.next().await {
+            match item.and_then(|m| message_frame(&m, format)) {
+                Ok(frame) => sender.send(frame).await?,
+                Err(err) => {
+                    sender.send(error_frame(&err)).await?;
+                    return Ok(());
+                }
             }
         }
+        Ok(())
+    };
+    tokio::select! {
+        biased;
+        _ = ctx.cancelled() => Err(stopped(ctx)),
+        _ = sender.closed() => {
+            ctx.cancel();
+            Err(Error::transport(
+                "go.micro.server",
+                "the caller stopped receiving the stream (it ended the call or went away)",
+            ))
+        }
+        result = send => result,
     }
-    Ok(())
 }
 
 /// The caller's side of a streaming call: send requests, receive responses.

@@ -64,7 +64,7 @@ impl StreamSender {
     /// Sends a frame; fails with 503 when the peer or the connection is gone.
     pub async fn send(&self, message: Message) -> Result<()> {
         self.inner.send(message).await.map_err(|_| {
-            Error::unavailable(
+            Error::transport(
                 "go.micro.transport",
                 "stream closed by peer: the other side ended the stream or went away; \
                      open a new stream to retry",
@@ -78,6 +78,11 @@ impl StreamSender {
     /// Whether the peer stopped receiving.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Completes when the peer stops receiving (it ended the stream or went away).
+    pub async fn closed(&self) {
+        self.inner.closed().await
     }
 }
 
@@ -139,27 +144,6 @@ pub struct DialOptions {
     pub timeout: Option<Duration>,
 }
 
-/// Why [`Connection::call`] failed, and whether the request can have reached the peer.
-#[derive(Debug, Clone)]
-pub struct CallError {
-    /// What went wrong.
-    pub error: Error,
-    /// `false` when the request was certainly not sent (so it cannot have run).
-    pub sent: bool,
-}
-
-impl CallError {
-    /// The request was not sent.
-    pub fn not_sent(error: Error) -> Self {
-        CallError { error, sent: false }
-    }
-
-    /// The request was (or may have been) sent.
-    pub fn sent(error: Error) -> Self {
-        CallError { error, sent: true }
-    }
-}
-
 /// The future of a [`UnaryHandler`]: the answer frame.
 pub type UnaryFuture = Pin<Box<dyn Future<Output = Message> + Send>>;
 
@@ -177,7 +161,10 @@ pub trait Connection: Send + Sync {
     /// default opens a stream, sends the frame, ends its direction and reads the first
     /// frame back; transports override it with a cheaper path (`tcp`: one UNARY frame
     /// each way, no stream state).
-    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+    ///
+    /// A failure that certainly happened before the request left is
+    /// [`retryable`](Error::retryable); any other may have reached the peer.
+    async fn call(&self, message: Message) -> Result<Message> {
         call_on_stream(self, message).await
     }
 
@@ -192,24 +179,21 @@ pub trait Connection: Send + Sync {
 pub async fn call_on_stream<C: Connection + ?Sized>(
     connection: &C,
     message: Message,
-) -> std::result::Result<Message, CallError> {
+) -> Result<Message> {
     let Stream {
         sender,
         mut receiver,
         ..
-    } = connection
-        .open_stream()
-        .await
-        .map_err(CallError::not_sent)?;
-    sender.send(message).await.map_err(CallError::not_sent)?;
+    } = connection.open_stream().await.map_err(Error::retryable)?;
+    sender.send(message).await.map_err(Error::retryable)?;
     drop(sender);
     match receiver.recv().await {
         Some(Ok(answer)) => Ok(answer),
-        Some(Err(error)) => Err(CallError::sent(error)),
-        None => Err(CallError::sent(Error::unavailable(
+        Some(Err(error)) => Err(error.with_retryable(false)),
+        None => Err(Error::transport(
             "go.micro.transport",
             format!("{} closed the stream before answering", connection.remote()),
-        ))),
+        )),
     }
 }
 

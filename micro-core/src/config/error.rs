@@ -144,6 +144,7 @@ impl std::error::Error for ConfigError {}
 
 impl From<ConfigError> for crate::Error {
     fn from(err: ConfigError) -> Self {
-        crate::Error::bad_request("go.micro.config", err.to_string())
+        crate::Error::of_kind(crate::ErrorKind::Config, "go.micro.config", err.to_string())
+            .with_source(err)
     }
 }

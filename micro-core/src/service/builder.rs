@@ -1,7 +1,7 @@
 //! The service builder: loads configuration, builds each enabled component from the plugin
 //! table (or takes a ready-made one), and wires handlers into the server.
 
-use super::{Built, Hooks, Inner, NoPlugins, PluginSource, Service};
+use super::{BuildError, Built, Hooks, Inner, NoPlugins, PluginSource, Service};
 use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
@@ -385,7 +385,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
 
     /// Builds the service. `--help`, `--version` and `--dump_config` print to stdout and exit
     /// the process with status 0 (use [`ServiceBuilder::try_build`] to handle them yourself).
-    pub fn build(self) -> std::result::Result<Service<P>, ConfigError> {
+    pub fn build(self) -> std::result::Result<Service<P>, BuildError> {
         match self.try_build()? {
             Built::Service(service) => Ok(service),
             Built::Help(text) | Built::Version(text) | Built::DumpConfig(text) => {
@@ -396,7 +396,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
     }
 
     /// Builds the service, or says what the command line asked for instead.
-    pub fn try_build(mut self) -> std::result::Result<Built<P>, ConfigError> {
+    pub fn try_build(mut self) -> std::result::Result<Built<P>, BuildError> {
         let sources = self.sources();
         let loaded = match config::load(self.schema(), &sources)? {
             Outcome::Loaded(loaded) => *loaded,
@@ -451,18 +451,19 @@ impl<P: PluginSource> ServiceBuilder<P> {
             for h in &self.handlers {
                 server
                     .handle(h.clone())
-                    .map_err(|e| start_error("server", &e))?;
+                    .map_err(|e| BuildError::start("server", server.name(), e))?;
             }
             for s in &self.subscriptions {
                 server
                     .subscribe(s.clone())
-                    .map_err(|e| start_error("server", &e))?;
+                    .map_err(|e| BuildError::start("server", server.name(), e))?;
             }
         } else if !self.handlers.is_empty() || !self.subscriptions.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "server.enabled".into(),
                 reason: "the service has handlers or subscribers but the server is disabled: set server.enabled: true".into(),
-            });
+            }
+            .into());
         }
         let config = AppConfig::new(loaded, loggers.get("logger").dispatch().clone());
         Ok(Built::Service(Service {
@@ -488,7 +489,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
         loaded: &Loaded,
         loggers: &Loggers,
         info: &ServiceInfo,
-    ) -> std::result::Result<Components, ConfigError> {
+    ) -> std::result::Result<Components, BuildError> {
         let mut built = Components::default();
         for (section, enabled, plugin) in sections.enabled_plugins() {
             if !enabled {
@@ -507,10 +508,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 service: info,
                 middleware: &self.middleware,
             };
-            let fail = |e: Error| ConfigError::Invalid {
-                key: format!("{section}.plugin"),
-                reason: format!("plugin {plugin:?} failed to start: {}", e.detail),
-            };
+            let fail = |e: Error| BuildError::start(section, plugin, e);
             match &found.factory {
                 PluginFactory::Registry(f) => built.registry = Some(f(&ctx).map_err(fail)?),
                 PluginFactory::Selector(f) => built.selector = Some(f(&ctx).map_err(fail)?),
@@ -560,12 +558,5 @@ impl<P: PluginSource> ServiceBuilder<P> {
             "server" => built.server = o.server,
             _ => {}
         }
-    }
-}
-
-fn start_error(section: &str, e: &Error) -> ConfigError {
-    ConfigError::Invalid {
-        key: section.to_string(),
-        reason: e.detail.clone(),
     }
 }

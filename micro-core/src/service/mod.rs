@@ -1,8 +1,10 @@
 //! The service: a builder that loads configuration and builds every enabled component from
 //! the plugin table, and a runner that starts, waits for a signal, and stops.
 
+mod build_error;
 mod builder;
 
+pub use build_error::BuildError;
 pub use builder::ServiceBuilder;
 
 use crate::Result;

@@ -470,6 +470,7 @@ mod tests {
             Frame::data(
                 1,
                 Message::new(r#"{"msg":"Hello John"}"#)
+                    .with_header("Micro-Endpoint", "Greeter.Hello")
                     .with_header("Content-Type", "application/json")
             )
         );

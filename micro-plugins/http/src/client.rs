@@ -15,9 +15,7 @@ use h2::{RecvStream, SendStream};
 use http::header::HeaderValue;
 use http::{Request, Uri};
 use micro_core::logger::Logger;
-use micro_core::transport::{
-    CallError, Connection, Message, Stream, StreamIo, call_on_stream, stream_pair,
-};
+use micro_core::transport::{Connection, Message, Stream, StreamIo, call_on_stream, stream_pair};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::future::poll_fn;
@@ -203,7 +201,7 @@ impl Connection for HttpConnection {
 
     /// A plain POST over a pooled HTTP/1.1 keep-alive connection (see [`crate::plain`]),
     /// unless the frame asks for a stream.
-    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+    async fn call(&self, message: Message) -> micro_core::Result<Message> {
         if message.header(MICRO_STREAM).is_some() {
             return call_on_stream(self, message).await;
         }

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use micro_core::Error;
-use micro_core::transport::{CallError, Message};
+use micro_core::transport::Message;
 use std::time::Duration;
 
 /// Idle keep-alive connections are closed after this long.
@@ -37,31 +37,25 @@ pub(crate) async fn call(
     client: &PlainClient,
     conn: &ClientConn,
     message: Message,
-) -> Result<Message, CallError> {
+) -> Result<Message, Error> {
     let body = message.body.clone();
     let request = conn.request(&message, false).map(|()| Full::new(body));
     let response = client.request(request).await.map_err(|err| {
-        let error = Error::unavailable(ID, format!("connection to {}: {err}", conn.remote));
-        if err.is_connect() {
-            CallError::not_sent(error)
-        } else {
-            CallError::sent(error)
-        }
+        Error::transport(ID, format!("connection to {}: {err}", conn.remote))
+            .with_retryable(err.is_connect())
     })?;
     let (parts, body) = response.into_parts();
     let payload = read_limited(&parts.headers, body, conn.max_body_size)
         .await
-        .map_err(|err| {
-            CallError::sent(match err {
-                BodyError::TooLarge => body::too_large(ID, "response", conn.max_body_size),
-                BodyError::Broken(reason) => Error::unavailable(
-                    ID,
-                    format!(
-                        "connection to {}: reading the response: {reason}",
-                        conn.remote
-                    ),
+        .map_err(|err| match err {
+            BodyError::TooLarge => body::too_large(ID, "response", conn.max_body_size),
+            BodyError::Broken(reason) => Error::unavailable(
+                ID,
+                format!(
+                    "connection to {}: reading the response: {reason}",
+                    conn.remote
                 ),
-            })
+            ),
         })?;
-    answer_message(parts.status, &parts.headers, payload).map_err(CallError::sent)
+    answer_message(parts.status, &parts.headers, payload)
 }

@@ -220,9 +220,10 @@ async fn handle(
 
 fn closed_listener() -> Error {
     Error::unavailable(
-        ID,
+        "go.micro.server",
         "the listener is closed: the server is stopping; retry on another node",
     )
+    .retryable()
 }
 
 /// A plain POST: one request frame in, one response frame out.

@@ -98,6 +98,6 @@ async fn a_call_to_a_closed_port_is_not_sent() {
     let err = within("call", conn.call(Message::new("{}")))
         .await
         .unwrap_err();
-    assert!(!err.sent, "{}", err.error);
-    assert_eq!(err.error.code, 503, "{}", err.error);
+    assert!(err.retryable, "{err}");
+    assert_eq!(err.code, 503, "{err}");
 }

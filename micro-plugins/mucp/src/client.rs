@@ -16,9 +16,9 @@ use micro_core::middleware::{self, Middleware};
 use micro_core::registry::Node;
 use micro_core::selector::Selector;
 use micro_core::transport::{
-    ByteString, CallError, Connection, DialOptions, Message, Stream, Transport, headers,
+    ByteString, Connection, DialOptions, Message, Stream, Transport, headers,
 };
-use micro_core::{Error, Result};
+use micro_core::{Error, ErrorKind, Result};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,21 +81,9 @@ pub struct MucpClient {
     inner: Arc<Inner>,
 }
 
-/// Why an attempt failed, and whether the request can have reached a handler.
-struct Failure {
-    error: Error,
-    started: bool,
-    node_broken: bool,
-}
-
-impl Failure {
-    fn before_start(error: Error) -> Self {
-        Failure {
-            error,
-            started: false,
-            node_broken: true,
-        }
-    }
+/// Whether a failed attempt says the node is broken (the selector should avoid it).
+fn node_broken(error: &Error) -> bool {
+    error.retryable || matches!(error.kind(), ErrorKind::Transport | ErrorKind::Unavailable)
 }
 
 /// The wait before retry number `attempt` (1-based): exponential, capped, with jitter.
@@ -152,10 +140,7 @@ impl MucpClient {
 
     /// Dials the attempt's address within what is left of the deadline; returns the
     /// connection and the request frame, whose `Timeout` header carries that time.
-    async fn dial(
-        &self,
-        at: &AttemptAt<'_>,
-    ) -> std::result::Result<(Box<dyn Connection>, Message), Failure> {
+    async fn dial(&self, at: &AttemptAt<'_>) -> Result<(Box<dyn Connection>, Message)> {
         let left = at
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
@@ -165,67 +150,37 @@ impl MucpClient {
             .transport
             .dial(at.address, DialOptions { timeout: left })
             .await
-            .map_err(Failure::before_start)?;
+            .map_err(Error::retryable)?;
         Ok((connection, wire::request_frame(at.request, at.id, left)))
     }
 
     /// Opens a transport stream and sends the opening frame.
-    async fn open(&self, at: &AttemptAt<'_>) -> std::result::Result<Stream, Failure> {
+    async fn open(&self, at: &AttemptAt<'_>) -> Result<Stream> {
         let (connection, frame) = self.dial(at).await?;
-        let stream = connection
-            .open_stream()
-            .await
-            .map_err(Failure::before_start)?;
-        stream
-            .sender
-            .send(frame)
-            .await
-            .map_err(Failure::before_start)?;
+        let stream = connection.open_stream().await.map_err(Error::retryable)?;
+        stream.sender.send(frame).await.map_err(Error::retryable)?;
         Ok(stream)
     }
 
-    /// One attempt of a unary call: a unary exchange on a connection to the address.
-    async fn attempt(&self, at: &AttemptAt<'_>) -> std::result::Result<Response, Failure> {
+    /// One attempt of a unary call: a unary exchange on a connection to the address. The
+    /// error is [`retryable`](Error::retryable) when the request cannot have reached a
+    /// handler (not sent, or refused by a server before dispatch).
+    async fn attempt(&self, at: &AttemptAt<'_>) -> Result<Response> {
         let (connection, frame) = self.dial(at).await?;
-        match connection.call(frame).await {
-            Ok(frame) => wire::response_from_frame(frame).map_err(|error| Failure {
-                // A server that refuses before dispatch (draining) did not run anything.
-                started: !(error.code == 503 && error.id == "go.micro.server"),
-                node_broken: error.code == 503,
-                error,
-            }),
-            Err(CallError { error, sent: false }) => Err(Failure::before_start(error)),
-            // The request is out: a failure may have run the handler.
-            Err(CallError { error, sent: true }) => Err(Failure {
-                error,
-                started: true,
-                node_broken: true,
-            }),
-        }
+        wire::response_from_frame(connection.call(frame).await?)
     }
 
     /// One attempt, inside the attempt middleware when there is any. A failure raised by the
-    /// middleware itself (e.g. a timeout layer) counts as started.
-    async fn run_attempt(&self, at: &AttemptAt<'_>) -> std::result::Result<Response, Failure> {
+    /// middleware itself (e.g. a timeout layer) is not retryable: it counts as started.
+    async fn run_attempt(&self, at: &AttemptAt<'_>) -> Result<Response> {
         let layers = &self.inner.parts.middleware.attempt;
         if layers.is_empty() {
             return self.attempt(at).await;
         }
-        let seen: Arc<std::sync::Mutex<Option<(bool, bool)>>> = Arc::default();
         let deadline = at.deadline;
-        let (client, address_in, id_in, seen_in) = (
-            self.clone(),
-            at.address.to_string(),
-            at.id.clone(),
-            seen.clone(),
-        );
+        let (client, address, id) = (self.clone(), at.address.to_string(), at.id.clone());
         let inner = middleware::service_fn(move |req: Request| {
-            let (client, address, id, seen) = (
-                client.clone(),
-                address_in.clone(),
-                id_in.clone(),
-                seen_in.clone(),
-            );
+            let (client, address, id) = (client.clone(), address.clone(), id.clone());
             async move {
                 let at = AttemptAt {
                     address: &address,
@@ -233,26 +188,10 @@ impl MucpClient {
                     deadline,
                     id: &id,
                 };
-                client.attempt(&at).await.map_err(|f| {
-                    *seen.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((f.started, f.node_broken));
-                    f.error
-                })
+                client.attempt(&at).await
             }
         });
-        middleware::call(&middleware::stack(layers, inner), at.request.clone())
-            .await
-            .map_err(|error| {
-                let (started, node_broken) = seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unwrap_or((true, false));
-                Failure {
-                    error,
-                    started,
-                    node_broken,
-                }
-            })
+        middleware::call(&middleware::stack(layers, inner), at.request.clone()).await
     }
 
     /// Attempts with retries, none past the deadline (when there is one). A failed attempt
@@ -294,19 +233,19 @@ impl MucpClient {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), once).await,
                 None => Ok(once.await),
             };
-            let failure = match outcome {
+            let error = match outcome {
                 Ok(Ok(output)) => {
                     self.mark(&request.service, &target, Ok(()));
                     return Ok(output);
                 }
-                Ok(Err(failure)) => failure,
+                Ok(Err(error)) => error,
                 Err(_) => return Err(what.timed_out(request)),
             };
-            if failure.node_broken {
-                self.mark(&request.service, &target, Err(&failure.error));
+            if node_broken(&error) {
+                self.mark(&request.service, &target, Err(&error));
             }
-            let retry = !failure.started || options.idempotent;
-            last = Some(failure.error);
+            let retry = error.retryable || options.idempotent;
+            last = Some(error);
             if !retry {
                 break;
             }
@@ -344,11 +283,7 @@ trait Attempt {
     /// What a successful attempt gives.
     type Output;
     /// One attempt.
-    async fn once(
-        &self,
-        client: &MucpClient,
-        at: &AttemptAt<'_>,
-    ) -> std::result::Result<Self::Output, Failure>;
+    async fn once(&self, client: &MucpClient, at: &AttemptAt<'_>) -> Result<Self::Output>;
     /// The error when the deadline passed, saying which setting bounds it.
     fn timed_out(&self, request: &Request) -> Error;
 }
@@ -359,11 +294,7 @@ struct UnaryCall;
 impl Attempt for UnaryCall {
     type Output = Response;
 
-    async fn once(
-        &self,
-        client: &MucpClient,
-        at: &AttemptAt<'_>,
-    ) -> std::result::Result<Response, Failure> {
+    async fn once(&self, client: &MucpClient, at: &AttemptAt<'_>) -> Result<Response> {
         client.run_attempt(at).await
     }
 
@@ -378,11 +309,7 @@ struct OpenStream;
 impl Attempt for OpenStream {
     type Output = Stream;
 
-    async fn once(
-        &self,
-        client: &MucpClient,
-        at: &AttemptAt<'_>,
-    ) -> std::result::Result<Stream, Failure> {
+    async fn once(&self, client: &MucpClient, at: &AttemptAt<'_>) -> Result<Stream> {
         client.open(at).await
     }
 

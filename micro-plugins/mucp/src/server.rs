@@ -356,7 +356,8 @@ async fn renew_loop(inner: Arc<Inner>, record: Service) {
 
 /// A request read from its opening frame, with what answering it needs.
 struct Received {
-    request: Request,
+    /// The request, or why it cannot be served (e.g. an invalid `Timeout` header).
+    request: Result<Request>,
     /// The headers every answer carries.
     reply: HeaderMap,
     /// The request's deadline (and cancellation), without its metadata.
@@ -366,7 +367,10 @@ struct Received {
 impl Received {
     fn new(inner: &Inner, frame: Message) -> Self {
         let request = wire::request_from_frame(&frame, &inner.name);
-        let ctx = request.context.deadline_only();
+        let ctx = request
+            .as_ref()
+            .map(|r| r.context.deadline_only())
+            .unwrap_or_default();
         Received {
             request,
             reply: wire::reply_headers(frame.header),
@@ -383,7 +387,15 @@ async fn call_unary(
     ctx: &Context,
 ) -> Result<micro_core::client::Response> {
     let call = middleware::call(service, request);
-    micro_core::context::under_deadline(ctx, call, inner.config.grace_period).await
+    micro_core::context::under_deadline(ctx, call, inner.config.grace_period)
+        .await
+        .map_err(ran)
+}
+
+/// An error after dispatch: the handler may have run, so it is never retryable (even when
+/// it passes on a retryable error of a call it made itself).
+fn ran(error: Error) -> Error {
+    error.with_retryable(false)
 }
 
 /// Answers unary requests inside the transport's connections (no stream per request).
@@ -397,9 +409,11 @@ fn unary_handler(inner: Arc<Inner>) -> UnaryHandler {
                 reply,
                 ctx,
             } = Received::new(&inner, message);
-            let result = match route(&inner, &request) {
-                Ok(Target::Unary(service)) => call_unary(&inner, &service, request, &ctx).await,
-                Ok(Target::Stream(_)) => Err(stream_only(&request)),
+            let result = match request.and_then(|r| route(&inner, r)) {
+                Ok((request, Target::Unary(service))) => {
+                    call_unary(&inner, &service, request, &ctx).await
+                }
+                Ok((request, Target::Stream(_))) => Err(stream_only(&request)),
                 Err(err) => Err(err),
             };
             if let Err(err) = &result {
@@ -443,7 +457,7 @@ enum Target {
 }
 
 /// Checks a request's content type and endpoint and finds where it goes.
-fn route(inner: &Inner, request: &Request) -> Result<Target> {
+fn route(inner: &Inner, request: Request) -> Result<(Request, Target)> {
     micro_core::codec::Format::from_content_type(&request.content_type)?;
     if request.endpoint.is_empty() {
         return Err(Error::bad_request(
@@ -457,7 +471,7 @@ fn route(inner: &Inner, request: &Request) -> Result<Target> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     match routes.get(&request.endpoint) {
-        Some(route) => Ok(route.target.clone()),
+        Some(route) => Ok((request, route.target.clone())),
         None => Err(Error::not_found(
             ID,
             format!(
@@ -488,15 +502,27 @@ async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<(
         ctx,
     } = received;
     let sender = stream.sender.clone();
-    let target = match route(inner, &request) {
-        Ok(Target::Stream(_)) if !request.stream => Err(stream_only(&request)),
+    let target = match request.and_then(|r| route(inner, r)) {
+        Ok((request, Target::Stream(_))) if !request.stream => Err(stream_only(&request)),
         other => other,
     };
     let result = match target {
-        Ok(Target::Unary(service)) => call_unary(inner, &service, request, &ctx).await,
-        Ok(Target::Stream(f)) => {
-            let grace = inner.config.grace_period;
-            let result = micro_core::context::under_deadline(&ctx, f(request, stream), grace).await;
+        Ok((request, Target::Unary(service))) => call_unary(inner, &service, request, &ctx).await,
+        Ok((request, Target::Stream(f))) => {
+            // A stream is stopped at its deadline (no grace: it would keep sending), and as
+            // soon as its caller stops receiving.
+            let work = async {
+                tokio::select! {
+                    result = f(request, stream) => result,
+                    _ = sender.closed() => {
+                        ctx.cancel();
+                        Err(Error::transport(ID, "the caller went away; the stream was stopped"))
+                    }
+                }
+            };
+            let result = micro_core::context::under_deadline(&ctx, work, Duration::ZERO)
+                .await
+                .map_err(ran);
             if let Err(err) = &result {
                 // The handler's typed adapter reports its own errors; this covers deadlines
                 // and failures before it could.

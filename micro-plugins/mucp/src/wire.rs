@@ -6,22 +6,46 @@ use micro_core::client::{Request, Response};
 use micro_core::middleware::{self, RpcLayer};
 use micro_core::streaming;
 use micro_core::transport::{ByteString, HeaderMap, Message, headers};
-use micro_core::{Context, Metadata, Result};
+use micro_core::{Context, Error, Metadata, Result};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Parses a `Timeout` header: whole nanoseconds (go-micro) or a duration such as `100ms`.
-pub fn parse_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_nanos);
+/// Zero, negative, unreadable values and deadlines the clock cannot represent are a 400
+/// naming the header and the value.
+pub fn parse_timeout(value: &str) -> Result<Duration> {
+    let text = value.trim();
+    let parsed = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>().ok().map(Duration::from_nanos)
+    } else {
+        micro_core::config::parse_duration(text).ok()
+    };
+    let bad = |why: &str| {
+        Error::bad_request(
+            SERVER_ID,
+            format!(
+                "invalid Timeout header {value:?}: {why}; send a positive number of nanoseconds \
+                 or a duration such as 500ms, or leave the header out for no deadline"
+            ),
+        )
+    };
+    match parsed {
+        None => Err(bad("not a number of nanoseconds or a duration")),
+        Some(timeout) if timeout.is_zero() => Err(bad("it must be more than zero")),
+        Some(timeout) if Instant::now().checked_add(timeout).is_none() => {
+            Err(bad("it is too large to be a deadline"))
+        }
+        Some(timeout) => Ok(timeout),
     }
-    micro_core::config::parse_duration(value).ok()
 }
 
+/// The `id` of errors the server raises about a request.
+const SERVER_ID: &str = "go.micro.server";
+
 /// The request a server reads from the opening frame of a stream (one pass over its
-/// headers: micro's own become the request's fields, the others its metadata).
-pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
+/// headers: micro's own become the request's fields, the others its metadata). An invalid
+/// `Timeout` header is a 400.
+pub fn request_from_frame(frame: &Message, own_name: &str) -> Result<Request> {
     let mut context = Context::new();
     let mut metadata = Vec::new();
     let (mut service, mut endpoint, mut content_type) = (None, None, None);
@@ -34,7 +58,7 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
             Some(headers::SERVICE) => service = Some(value),
             Some(headers::ENDPOINT) => endpoint = Some(value),
             Some(headers::CONTENT_TYPE) => content_type = Some(value),
-            Some(headers::TIMEOUT) => timeout = parse_timeout(value),
+            Some(headers::TIMEOUT) => timeout = Some(value),
             Some(headers::STREAM) => stream = true,
             Some(_) => {}
         }
@@ -42,16 +66,16 @@ pub fn request_from_frame(frame: &Message, own_name: &str) -> Request {
     // In one go: merging keys repeated in another case stays linear for many headers.
     context.metadata.extend(metadata);
     if let Some(timeout) = timeout {
-        context = context.with_timeout(timeout);
+        context = context.with_timeout(parse_timeout(timeout)?);
     }
-    Request {
+    Ok(Request {
         service: service.unwrap_or(own_name).to_string(),
         endpoint: endpoint.unwrap_or_default().to_string(),
         content_type: content_type.unwrap_or(micro_core::codec::JSON).to_string(),
         body: frame.body.clone(),
         context,
         stream,
-    }
+    })
 }
 
 /// The headers every answer carries (the request's id, service and endpoint), made from the
@@ -148,7 +172,7 @@ pub fn subscriber_handler(
                 header: delivery.message.header.iter().collect(),
                 body: delivery.message.body.clone(),
             };
-            let mut request = request_from_frame(&message, &service);
+            let mut request = request_from_frame(&message, &service)?;
             request.endpoint = delivery.topic.clone();
             let inner = middleware::service_fn(move |_req: Request| {
                 let handler = handler.clone();
@@ -165,13 +189,37 @@ pub fn subscriber_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use micro_core::Error;
 
     #[test]
     fn timeout_header_forms() {
-        assert_eq!(parse_timeout("100000000"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_timeout("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_timeout("soon"), None);
+        assert_eq!(parse_timeout("100000000"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_timeout(" 2s "), Ok(Duration::from_secs(2)));
+        for bad in [
+            "0",
+            "0s",
+            "-5",
+            "-5s",
+            "abc",
+            "",
+            "1.5.2",
+            "18446744073709551615s",
+            "584542046090y",
+        ] {
+            let err = parse_timeout(bad).expect_err(bad);
+            assert_eq!(err.code, 400, "{bad}: {err}");
+            assert!(err.detail.contains("Timeout header"), "{bad}: {err}");
+            assert!(err.detail.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_timeout_makes_the_request_a_400() {
+        for bad in ["0", "-5", "abc", "18446744073709551615s"] {
+            let frame = Message::new("{}").with_header(headers::TIMEOUT, bad);
+            let err = request_from_frame(&frame, "own").expect_err(bad);
+            assert_eq!(err.code, 400);
+        }
     }
 
     #[test]
@@ -180,7 +228,7 @@ mod tests {
         request.context.metadata.insert("X-User", "ann");
         let id = ByteString::from_static("id-1");
         let frame = request_frame(&request, &id, Some(Duration::from_secs(1)));
-        let back = request_from_frame(&frame, "other");
+        let back = request_from_frame(&frame, "other").unwrap();
         assert_eq!(back.service, "greeter");
         assert_eq!(back.endpoint, "Greeter.Hello");
         assert_eq!(back.context.metadata.get("x-user"), Some("ann"));
@@ -210,7 +258,7 @@ mod tests {
             header,
             body: Default::default(),
         };
-        let request = request_from_frame(&frame, "own");
+        let request = request_from_frame(&frame, "own").unwrap();
         assert_eq!(
             request.service, "own",
             "no Micro-Service: the server's own name"
@@ -224,7 +272,7 @@ mod tests {
         assert!(request.context.deadline.is_some());
         let metadata: Vec<_> = request.context.metadata.iter().collect();
         assert_eq!(metadata, [("x-trace", "t1")], "only non-micro headers");
-        let bare = request_from_frame(&Message::new("{}"), "own");
+        let bare = request_from_frame(&Message::new("{}"), "own").unwrap();
         assert_eq!(bare.content_type, micro_core::codec::JSON);
         assert!(bare.endpoint.is_empty() && !bare.stream && bare.context.deadline.is_none());
     }
@@ -248,7 +296,7 @@ mod tests {
             header,
             body: Default::default(),
         };
-        let request = request_from_frame(&frame, "own");
+        let request = request_from_frame(&frame, "own").unwrap();
         assert_eq!(request.context.metadata.len(), 30_000);
         assert_eq!(request.context.metadata.get("X-29999"), Some("b"));
         let back = request_frame(&request, &ByteString::from_static("1"), None);

@@ -2,7 +2,7 @@
 
 use crate::conn::{self, Control, Event, Handles, Outgoing, Pending, Settings, Side};
 use crate::frame::{self, Frame};
-use micro_core::transport::{CallError, Connection, Message, Stream, stream_pair};
+use micro_core::transport::{Connection, Message, Stream, stream_pair};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
@@ -193,15 +193,15 @@ impl Connection for TcpConnection {
 
     /// One UNARY frame each way: the answer goes straight from the reader to this call,
     /// with no stream, channel pair or writer registration.
-    async fn call(&self, message: Message) -> std::result::Result<Message, CallError> {
+    async fn call(&self, message: Message) -> Result<Message> {
         let shared = &self.shared;
-        let id = shared.next_id().map_err(CallError::not_sent)?;
+        let id = shared.next_id().map_err(Error::retryable)?;
         let request = Frame::unary(id, message);
         frame::length_within(&request, shared.max_frame_size)
-            .map_err(|error| CallError::not_sent(error.to_error()))?;
+            .map_err(|error| error.to_error().retryable())?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         let pending = &shared.handles.pending;
-        pending.insert(id, answer).map_err(CallError::not_sent)?;
+        pending.insert(id, answer).map_err(Error::retryable)?;
         // A call given up (deadline, cancelled) stops waiting for its answer.
         let mut waiting = Waiting {
             pending,
@@ -213,14 +213,14 @@ impl Connection for TcpConnection {
             .send(Control::Frame(request))
             .is_err()
         {
-            return Err(CallError::not_sent(shared.closed_error()));
+            return Err(shared.closed_error().retryable());
         }
         let result = answered.await;
         waiting.id = None; // the reader took it
         match result {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(CallError::sent(error)),
-            Err(_) => Err(CallError::sent(shared.closed_error())),
+            Ok(Err(error)) => Err(error.with_retryable(false)),
+            Err(_) => Err(shared.closed_error()),
         }
     }
 

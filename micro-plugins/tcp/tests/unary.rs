@@ -95,8 +95,8 @@ async fn an_oversize_request_is_not_sent() {
         .await
         .unwrap();
     let err = conn.call(Message::new(vec![0u8; 4096])).await.unwrap_err();
-    assert!(!err.sent);
-    assert_eq!(err.error.code, 413, "{}", err.error);
+    assert!(err.retryable, "{err}");
+    assert_eq!(err.code, 413, "{err}");
     // The connection still serves calls.
     let answer = within("call", conn.call(Message::new("ok"))).await.unwrap();
     assert_eq!(&answer.body[..], b"ok");
@@ -148,8 +148,8 @@ async fn a_call_is_one_unary_frame_and_any_answer_form_completes_it() {
     ))
     .await;
     let err = call.await.unwrap().unwrap_err();
-    assert!(err.sent);
-    assert_eq!(err.error.code, 403);
+    assert!(!err.retryable, "{err}");
+    assert_eq!(err.code, 403);
 
     // A call given up before its answer: the late answer is ignored, the next call works.
     let gave_up =
@@ -175,8 +175,8 @@ async fn a_call_is_one_unary_frame_and_any_answer_form_completes_it() {
     let _ = peer.next().await.unwrap();
     drop(peer);
     let err = within("call", call).await.unwrap().unwrap_err();
-    assert!(err.sent);
-    assert_eq!(err.error.code, 503, "{}", err.error);
+    assert!(!err.retryable, "{err}");
+    assert_eq!(err.code, 503, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
