@@ -110,6 +110,35 @@ fn seed_production_yaml_resolves_every_component() {
 }
 
 #[test]
+fn a_misspelt_component_section_is_an_error_naming_the_component() {
+    for (written, meant) in [
+        ("registy", "registry"),
+        ("regsitry", "registry"),
+        ("brokr", "broker"),
+        ("tranport", "transport"),
+    ] {
+        let (_dir, path, result) = load_yaml(&format!("{written}:\n  plugin: memory\n"));
+        match result.unwrap_err() {
+            ConfigError::MisspeltSection {
+                file,
+                key,
+                suggestion,
+            } => {
+                assert_eq!(file, path.display().to_string());
+                assert_eq!((key.as_str(), suggestion.as_str()), (written, meant));
+            }
+            other => panic!("{written}: expected MisspeltSection, got {other}"),
+        }
+    }
+    let (_dir, _path, result) = load_yaml("registy:\n  plugin: memory\n");
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("did you mean \"registry\""), "{text}");
+    // The application's own sections, far from any component name, are fine.
+    let (_dir, _path, result) = load_yaml("greeter:\n  greeting: hi\nshop:\n  currency: EUR\n");
+    result.unwrap();
+}
+
+#[test]
 fn unknown_key_names_file_section_key_and_valid_keys() {
     let (_dir, path, result) = load_yaml("registry:\n  plugin: memory\n  adress: 127.0.0.1\n");
     let err = result.unwrap_err();

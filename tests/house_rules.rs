@@ -30,6 +30,7 @@ fn library_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in [
         "src",
+        "micro-catalog/src",
         "micro-core/src",
         "micro-derive/src",
         "micro-cli/src",
@@ -109,7 +110,7 @@ fn core_depends_on_no_plugin_crate() {
         .collect();
     assert_eq!(
         deps,
-        ["micro-derive.workspace = true"],
+        ["micro-catalog.workspace = true", "micro-derive.workspace = true"],
         "micro-core depends on {deps:?}"
     );
 }
@@ -145,7 +146,11 @@ fn bare_facade_has_no_plugin_crate() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(micro_crates, ["micro-core", "micro-derive"], "{tree}");
+    assert_eq!(
+        micro_crates,
+        ["micro-catalog", "micro-core", "micro-derive"],
+        "{tree}"
+    );
     // And the default build does contain the embedded plugins.
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())

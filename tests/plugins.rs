@@ -217,3 +217,90 @@ async fn hooks_run_in_order() {
         ["before_start", "after_start", "before_stop", "after_stop"]
     );
 }
+
+/// The Cargo features declared in the facade's Cargo.toml `[features]` table.
+fn declared_features() -> Vec<String> {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("the facade's Cargo.toml");
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[features]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim().to_string()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_catalog_matches_the_cargo_features_and_the_compiled_plugins() {
+    use micro::catalog::{self, Status};
+    let declared = declared_features();
+    assert!(declared.iter().any(|f| f == "tcp"), "{declared:?}");
+    for plugin in catalog::PLUGINS {
+        if plugin.feature.is_empty() {
+            continue;
+        }
+        let exists = declared.iter().any(|f| f == plugin.feature);
+        match plugin.status {
+            Status::Available => {
+                assert!(exists, "{plugin:?}: its feature is not in Cargo.toml");
+                assert!(
+                    micro::__private::feature_enabled(plugin.feature),
+                    "{plugin:?}"
+                );
+            }
+            _ => assert!(
+                !exists,
+                "{plugin:?}: Cargo.toml has the feature; mark the plugin Available"
+            ),
+        }
+    }
+    // Every plugin of this build is in the catalog as available, under its feature.
+    for plugin in micro::plugins().iter() {
+        let known = catalog::find(plugin.factory.section(), &plugin.name)
+            .unwrap_or_else(|| panic!("{plugin:?} is not in the catalog"));
+        assert_eq!(known.status, Status::Available, "{plugin:?}");
+        assert_eq!(known.feature, plugin.feature, "{plugin:?}");
+    }
+}
+
+#[test]
+fn every_feature_an_error_names_exists() {
+    use micro::config::ConfigError;
+    let declared = declared_features();
+    let plugins = micro::plugins();
+    for (section, name) in [
+        ("registry", "nats"),
+        ("registry", "mdns"),
+        ("logger", "zap"),
+        ("registry", "zookeeper"),
+        ("broker", "kafka"),
+    ] {
+        let Err(err) = plugins.find(section, name) else {
+            panic!("{section} {name} is compiled in");
+        };
+        let text = err.to_string();
+        match &err {
+            ConfigError::PluginNotCompiled {
+                feature: Some(f), ..
+            } => {
+                assert!(declared.contains(f), "{text}")
+            }
+            ConfigError::PluginNotCompiled {
+                feature: None,
+                planned,
+                ..
+            } => {
+                assert!(!text.contains("Cargo feature"), "{text}");
+                let says = if *planned {
+                    "not available yet"
+                } else {
+                    "has no"
+                };
+                assert!(text.contains(says), "{text}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+}

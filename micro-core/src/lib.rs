@@ -6,6 +6,7 @@
 //! belongs to a value the application builds.
 
 pub mod auth;
+pub use micro_catalog as catalog;
 pub mod broker;
 pub mod client;
 pub mod codec;

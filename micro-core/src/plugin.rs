@@ -6,6 +6,7 @@
 use crate::Result;
 use crate::auth::Auth;
 use crate::broker::Broker;
+use crate::catalog::{self, ComponentKind};
 use crate::client::Client;
 use crate::config::{Component, ConfigError, Loaded, LoggerConfig, Schema};
 use crate::events::Events;
@@ -41,6 +42,36 @@ pub struct Components {
     pub client: Option<Arc<dyn Client>>,
     /// RPC server.
     pub server: Option<Arc<dyn Server>>,
+}
+
+impl Components {
+    /// Sets the component of `kind` to `other`'s, when `other` has one; says whether it did.
+    pub fn copy_from(&mut self, kind: ComponentKind, other: &Components) -> bool {
+        macro_rules! copy {
+            ($($kind:ident => $field:ident,)*) => {
+                match kind {
+                    $(ComponentKind::$kind => match &other.$field {
+                        Some(c) => self.$field = Some(c.clone()),
+                        None => return false,
+                    },)*
+                    _ => return false,
+                }
+            };
+        }
+        copy! {
+            Registry => registry,
+            Selector => selector,
+            Transport => transport,
+            Broker => broker,
+            Store => store,
+            Events => events,
+            Sync => sync,
+            Auth => auth,
+            Client => client,
+            Server => server,
+        }
+        true
+    }
 }
 
 /// Name, version and id of the service being built, for plugins that need them.
@@ -119,21 +150,26 @@ pub enum PluginFactory {
 }
 
 impl PluginFactory {
+    /// The kind of component it builds.
+    pub fn kind(&self) -> ComponentKind {
+        match self {
+            PluginFactory::Registry(_) => ComponentKind::Registry,
+            PluginFactory::Selector(_) => ComponentKind::Selector,
+            PluginFactory::Transport(_) => ComponentKind::Transport,
+            PluginFactory::Broker(_) => ComponentKind::Broker,
+            PluginFactory::Store(_) => ComponentKind::Store,
+            PluginFactory::Events(_) => ComponentKind::Events,
+            PluginFactory::Sync(_) => ComponentKind::Sync,
+            PluginFactory::Auth(_) => ComponentKind::Auth,
+            PluginFactory::Client(_) => ComponentKind::Client,
+            PluginFactory::Server(_) => ComponentKind::Server,
+            PluginFactory::Logger(_) => ComponentKind::Logger,
+        }
+    }
+
     /// The config section of the component it builds.
     pub fn section(&self) -> &'static str {
-        match self {
-            PluginFactory::Registry(_) => "registry",
-            PluginFactory::Selector(_) => "selector",
-            PluginFactory::Transport(_) => "transport",
-            PluginFactory::Broker(_) => "broker",
-            PluginFactory::Store(_) => "store",
-            PluginFactory::Events(_) => "events",
-            PluginFactory::Sync(_) => "sync",
-            PluginFactory::Auth(_) => "auth",
-            PluginFactory::Client(_) => "client",
-            PluginFactory::Server(_) => "server",
-            PluginFactory::Logger(_) => "logger",
-        }
+        self.kind().section()
     }
 }
 
@@ -303,11 +339,17 @@ impl Plugins {
         self.list
             .iter()
             .find(|p| p.factory.section() == section && p.answers_to(name))
-            .ok_or_else(|| ConfigError::PluginNotCompiled {
-                component: section.to_string(),
-                plugin: name.to_string(),
-                compiled: self.names(section),
-                feature: feature_of(section, name),
+            .ok_or_else(|| {
+                let known = catalog::find(section, name);
+                ConfigError::PluginNotCompiled {
+                    component: section.to_string(),
+                    plugin: name.to_string(),
+                    compiled: self.names(section),
+                    feature: known
+                        .filter(|p| p.status == catalog::Status::Available)
+                        .map(|p| p.feature.to_string()),
+                    planned: known.is_some_and(|p| p.status == catalog::Status::Planned),
+                }
             })
     }
 
@@ -320,15 +362,5 @@ impl Plugins {
             }
         }
         schema
-    }
-}
-
-/// The Cargo feature that provides plugin `name` of `section` (feature = crate suffix).
-pub fn feature_of(section: &str, name: &str) -> String {
-    match (section, name) {
-        ("client" | "server", "rpc") => "mucp".into(),
-        ("selector", "random" | "roundrobin" | "cache") => "mucp".into(),
-        ("logger", "json") => "zap".into(),
-        _ => name.to_string(),
     }
 }

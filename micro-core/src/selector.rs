@@ -74,6 +74,43 @@ pub struct SelectOptions {
     pub filters: Vec<Filter>,
     /// Overrides the selector's strategy for this call.
     pub strategy: Option<Strategy>,
+    /// Only nodes that speak this transport (see [`speaks`]); an RPC client sets its own.
+    pub transport: Option<std::sync::Arc<str>>,
+}
+
+/// Whether `node` can be reached over `transport`: its `transport` metadata names it, or the
+/// node does not say (e.g. registered by another framework).
+pub fn speaks(node: &Node, transport: Option<&str>) -> bool {
+    match (transport, node.metadata.get("transport")) {
+        (Some(wanted), Some(has)) => has == wanted,
+        _ => true,
+    }
+}
+
+/// The error detail when every node of `services` speaks another transport than
+/// `transport`, naming what they speak and what to do; `None` otherwise.
+pub fn transport_mismatch(
+    service: &str,
+    services: &[Service],
+    transport: Option<&str>,
+) -> Option<String> {
+    let wanted = transport?;
+    let mut spoken: Vec<&str> = services
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter_map(|n| n.metadata.get("transport").map(String::as_str))
+        .filter(|t| *t != wanted)
+        .collect();
+    if spoken.is_empty() {
+        return None;
+    }
+    spoken.sort_unstable();
+    spoken.dedup();
+    Some(format!(
+        "service {service}: no node speaks transport {wanted} (its nodes speak {}): \
+         run the client on the same transport as the service (transport.plugin, --transport)",
+        spoken.join(", ")
+    ))
 }
 
 /// Picks nodes for calls.

@@ -8,43 +8,21 @@ use quote::{quote, quote_spanned};
 use std::path::{Path, PathBuf};
 use syn::{Data, DeriveInput, Fields, LitStr, Type, spanned::Spanned};
 
-/// Component sections by the handle type that names them.
-const HANDLES: [(&str, &str); 10] = [
-    ("Client", "client"),
-    ("Broker", "broker"),
-    ("Registry", "registry"),
-    ("Store", "store"),
-    ("Events", "events"),
-    ("Auth", "auth"),
-    ("Transport", "transport"),
-    ("Selector", "selector"),
-    ("Server", "server"),
-    ("SyncHandle", "sync"),
-];
+/// What a config's `section.plugin: name` needs: nothing (built in, or unknown: an
+/// application's own plugins are checked at start instead), a Cargo feature of `micro`, or a
+/// plugin micro has not written yet.
+enum Needs {
+    Feature(&'static str),
+    NotYetAvailable,
+}
 
-/// The Cargo feature of `micro` that compiles a plugin in (`None`: built in, or unknown —
-/// an application's own plugins are checked at start instead).
-fn feature_of(section: &str, plugin: &str) -> Option<&'static str> {
-    Some(match (section, plugin) {
-        ("logger", "default" | "text") => return None,
-        ("client" | "server", "rpc" | "mucp") => "mucp",
-        ("selector", "random" | "roundrobin" | "cache") => "mucp",
-        (_, "json" | "zap") => "zap",
-        (_, "memory") => "memory",
-        (_, "local") => "local",
-        (_, "file") => "file",
-        (_, "tcp") => "tcp",
-        (_, "http") => "http",
-        (_, "mdns") => "mdns",
-        (_, "nats") => "nats",
-        (_, "redis") => "redis",
-        (_, "etcd") => "etcd",
-        (_, "postgres") => "postgres",
-        (_, "grpc") => "grpc",
-        (_, "quic") => "quic",
-        (_, "jwt") => "jwt",
-        _ => return None,
-    })
+fn needs(section: &str, plugin: &str) -> Option<Needs> {
+    let known = micro_catalog::find(section, plugin)?;
+    match known.status {
+        micro_catalog::Status::Planned => Some(Needs::NotYetAvailable),
+        _ if known.feature.is_empty() => None,
+        _ => Some(Needs::Feature(known.feature)),
+    }
 }
 
 /// `(section, plugin, line)` for every `plugin:` key of a component section (and of its
@@ -124,9 +102,17 @@ fn config_checks(lit: &LitStr, core: &TokenStream) -> syn::Result<(TokenStream, 
         .map_err(|e| syn::Error::new(lit.span(), format!("{shown} is not valid YAML: {e}")))?;
     let mut checks = Vec::new();
     for (section, plugin, line) in plugins_in(&yaml, &text) {
-        let Some(feature) = feature_of(section.split('.').next_back().unwrap_or(""), &plugin)
-        else {
-            continue;
+        let feature = match needs(section.split('.').next_back().unwrap_or(""), &plugin) {
+            None => continue,
+            Some(Needs::Feature(feature)) => feature,
+            Some(Needs::NotYetAvailable) => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "{shown}:{line}: `{section}.plugin: {plugin}` is not available yet: micro plans this plugin but no release has it; choose a compiled plugin"
+                    ),
+                ));
+            }
         };
         let message = format!(
             "{shown}:{line}: `{section}.plugin: {plugin}` needs the Cargo feature \"{feature}\" of micro, which is off: add it to the features of the micro dependency, or choose a compiled plugin"
@@ -168,10 +154,10 @@ fn section_of(ty: &Type) -> Option<(&'static str, bool)> {
         };
         return section_of(inner).map(|(s, _)| (s, true));
     }
-    HANDLES
-        .iter()
-        .find(|(name, _)| last.ident == name)
-        .map(|(_, section)| (*section, false))
+    micro_catalog::ComponentKind::BUILT
+        .into_iter()
+        .find(|kind| kind.handle().is_some_and(|handle| last.ident == handle))
+        .map(|kind| (kind.section(), false))
 }
 
 pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {

@@ -18,6 +18,15 @@ pub enum ConfigError {
         /// The keys that are valid there.
         valid: Vec<String>,
     },
+    /// A top-level section that is not a component's but is spelt almost like one.
+    MisspeltSection {
+        /// The config file.
+        file: String,
+        /// The section as written (`registy`).
+        key: String,
+        /// The component section it is close to (`registry`).
+        suggestion: String,
+    },
     /// A value of the wrong type or shape.
     WrongType {
         /// Where the value came from: `config file x.yaml`, `env MICRO_X`, `flag --x`.
@@ -37,8 +46,10 @@ pub enum ConfigError {
         plugin: String,
         /// Plugins of that component compiled in.
         compiled: Vec<String>,
-        /// The Cargo feature of the `micro` crate that would add it.
-        feature: String,
+        /// The Cargo feature of the `micro` crate that would add it, when one exists.
+        feature: Option<String>,
+        /// Micro plans such a plugin but has not written it yet.
+        planned: bool,
     },
     /// A flag nobody declared.
     UnknownFlag {
@@ -93,6 +104,16 @@ impl fmt::Display for ConfigError {
                 "{file}: unknown key {key:?} in section {section:?}; valid keys are: {}",
                 valid.join(", ")
             ),
+            ConfigError::MisspeltSection {
+                file,
+                key,
+                suggestion,
+            } => write!(
+                f,
+                "{file}: unknown top-level section {key:?}: did you mean {suggestion:?}? \
+                 (sections of the application must not be spelt this close to a component's; \
+                 rename it)"
+            ),
             ConfigError::WrongType {
                 origin,
                 key,
@@ -104,16 +125,27 @@ impl fmt::Display for ConfigError {
                 plugin,
                 compiled,
                 feature,
+                planned,
             } => {
                 let compiled = if compiled.is_empty() {
                     "none".to_string()
                 } else {
                     compiled.join(", ")
                 };
-                write!(
-                    f,
-                    "{component} plugin {plugin:?} is not compiled in (compiled {component} plugins: {compiled}); enable the Cargo feature \"{feature}\" of the micro crate, or choose a compiled plugin with {component}.plugin"
-                )
+                match feature {
+                    Some(feature) => write!(
+                        f,
+                        "{component} plugin {plugin:?} is not compiled in (compiled {component} plugins: {compiled}); enable the Cargo feature \"{feature}\" of the micro crate, or choose a compiled plugin with {component}.plugin"
+                    ),
+                    None if *planned => write!(
+                        f,
+                        "{component} plugin {plugin:?} is not available yet: micro plans it but no release has it; choose a compiled plugin with {component}.plugin (compiled {component} plugins: {compiled})"
+                    ),
+                    None => write!(
+                        f,
+                        "micro has no {component} plugin {plugin:?}; choose one with {component}.plugin (compiled {component} plugins: {compiled}), or add your own with Plugins::add"
+                    ),
+                }
             }
             ConfigError::UnknownFlag { flag, suggestion } => {
                 write!(f, "unknown flag {flag}")?;

@@ -210,12 +210,33 @@ fn validate_keys(schema: &Schema, value: &Value, file: &str) -> Result<(), Confi
     };
     for (name, section_value) in root {
         let Some(section) = schema.section(name) else {
-            continue; // the application's own section
+            // The application's own section, unless it looks like a misspelt component.
+            if let Some(suggestion) = misspelt_section(schema, name) {
+                return Err(ConfigError::MisspeltSection {
+                    file: file.to_string(),
+                    key: name.clone(),
+                    suggestion,
+                });
+            }
+            continue;
         };
         let specs = section.all_options();
         check_level(&specs, "", name, section_value, file)?;
     }
     Ok(())
+}
+
+/// The component section `name` is probably a misspelling of: one or two letters off
+/// (one for short names), or two letters swapped.
+fn misspelt_section(schema: &Schema, name: &str) -> Option<String> {
+    let most = if name.len() <= 5 { 1 } else { 2 };
+    schema
+        .sections
+        .iter()
+        .map(|s| (strsim::damerau_levenshtein(&s.name, name), &s.name))
+        .filter(|(distance, _)| *distance <= most)
+        .min()
+        .map(|(_, section)| section.clone())
 }
 
 fn check_level(

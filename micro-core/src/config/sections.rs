@@ -326,11 +326,11 @@ disabled!(
 
 /// What each component needs built before it: a client needs a selector and a transport, a
 /// selector needs a registry, a server needs a transport (and registers in the registry).
-pub fn requirements(section: &str) -> &'static [&'static str] {
-    match section {
-        "client" => &["selector", "transport", "registry"],
-        "selector" => &["registry"],
-        "server" => &["transport", "registry"],
-        _ => &[],
-    }
+/// See [`ComponentKind::requirements`](crate::catalog::ComponentKind::requirements).
+pub fn requirements(section: &str) -> impl Iterator<Item = &'static str> + use<> {
+    crate::catalog::ComponentKind::from_section(section)
+        .map(|kind| kind.requirements())
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.section())
 }

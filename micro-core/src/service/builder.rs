@@ -2,6 +2,7 @@
 //! table (or takes a ready-made one), and wires handlers into the server.
 
 use super::{BuildError, Built, Hooks, Inner, NoPlugins, PluginSource, Service};
+use crate::catalog::ComponentKind;
 use crate::config::{
     self, AppConfig, AppFlag, ComponentSections, ConfigError, Loaded, Outcome, Sources,
 };
@@ -211,7 +212,9 @@ impl<P: PluginSource> ServiceBuilder<P> {
         while let Some(section) = todo.pop() {
             if !wanted.iter().any(|w| w == section) {
                 wanted.push(section.to_string());
-                todo.extend(config::requirements(section));
+                for needed in config::requirements(section) {
+                    todo.push(needed);
+                }
             }
         }
         self.only = Some(wanted);
@@ -495,8 +498,9 @@ impl<P: PluginSource> ServiceBuilder<P> {
             if !enabled {
                 continue;
             }
-            if self.has_override(section) {
-                self.take_override(section, &mut built);
+            if ComponentKind::from_section(section)
+                .is_some_and(|kind| built.copy_from(kind, &self.overrides))
+            {
                 continue;
             }
             let found = self.plugins.find(section, plugin)?;
@@ -524,39 +528,5 @@ impl<P: PluginSource> ServiceBuilder<P> {
             }
         }
         Ok(built)
-    }
-
-    fn has_override(&self, section: &str) -> bool {
-        let o = &self.overrides;
-        match section {
-            "registry" => o.registry.is_some(),
-            "selector" => o.selector.is_some(),
-            "transport" => o.transport.is_some(),
-            "broker" => o.broker.is_some(),
-            "store" => o.store.is_some(),
-            "events" => o.events.is_some(),
-            "sync" => o.sync.is_some(),
-            "auth" => o.auth.is_some(),
-            "client" => o.client.is_some(),
-            "server" => o.server.is_some(),
-            _ => false,
-        }
-    }
-
-    fn take_override(&self, section: &str, built: &mut Components) {
-        let o = self.overrides.clone();
-        match section {
-            "registry" => built.registry = o.registry,
-            "selector" => built.selector = o.selector,
-            "transport" => built.transport = o.transport,
-            "broker" => built.broker = o.broker,
-            "store" => built.store = o.store,
-            "events" => built.events = o.events,
-            "sync" => built.sync = o.sync,
-            "auth" => built.auth = o.auth,
-            "client" => built.client = o.client,
-            "server" => built.server = o.server,
-            _ => {}
-        }
     }
 }

@@ -208,6 +208,15 @@ pub fn frame_length(frame: &Frame) -> Result<u64, FrameError> {
     Ok(length)
 }
 
+/// Whether `buf` starts like an HTTP/1.x message or the HTTP/2 preface (read where a length
+/// prefix was expected, it looks like a frame of more than a gigabyte).
+fn speaks_http(buf: &[u8]) -> bool {
+    const STARTS: [&[u8; 4]; 10] = [
+        b"HTTP", b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI ", b"DELE", b"OPTI", b"PATC", b"CONN",
+    ];
+    buf.len() >= 4 && STARTS.iter().any(|s| buf[..4] == s[..])
+}
+
 /// [`frame_length`], failing with [`FrameError::TooLarge`] above `max` (the limit a peer
 /// reads).
 pub fn length_within(frame: &Frame, max: usize) -> Result<u64, FrameError> {
@@ -270,6 +279,12 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
     };
     let length = size - PREFIX_LEN;
     if length > max {
+        if speaks_http(buf) {
+            return Err(FrameError::malformed(
+                "the peer speaks HTTP, not micro's tcp frames: it is a server or client of the \
+                 http transport; use transport http on this side too (or tcp on both)",
+            ));
+        }
         return Err(FrameError::TooLarge {
             length: length as u64,
             max: max as u64,
@@ -441,6 +456,26 @@ mod tests {
             dumps.push(bytes);
         }
         dumps
+    }
+
+    #[test]
+    fn http_where_a_frame_was_expected_is_named() {
+        for start in [
+            &b"HTTP/1.1 400 Bad Request\r\n"[..],
+            b"POST / HTTP/1.1\r\n",
+            b"PRI * HTTP/2.0\r\n",
+        ] {
+            let mut buf = BytesMut::from(start);
+            let err = decode(&mut buf, 4 << 20).unwrap_err();
+            assert!(err.to_string().contains("the peer speaks HTTP"), "{err}");
+            assert_eq!(err.to_error().code, 400);
+        }
+        // A large frame that is not HTTP is still just too large.
+        let mut buf = BytesMut::from(&[0x7f, 0, 0, 0, 0, 0, 0, 0][..]);
+        assert!(matches!(
+            decode(&mut buf, 1024),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -49,6 +49,8 @@ struct Inner {
     /// Request ids are `<random prefix>-<counter>`: unique without a random draw per call.
     id_prefix: String,
     next_id: std::sync::atomic::AtomicU64,
+    /// The transport's name: only nodes that speak it are selected.
+    transport: Arc<str>,
 }
 
 impl Inner {
@@ -109,6 +111,7 @@ impl MucpClient {
     pub fn new(config: ClientConfig, parts: ClientParts) -> Self {
         MucpClient {
             inner: Arc::new(Inner {
+                transport: Arc::from(parts.transport.name()),
                 config,
                 parts,
                 id_prefix: uuid::Uuid::new_v4().simple().to_string(),
@@ -127,7 +130,13 @@ impl MucpClient {
                 "no selector: enable selector or give the call an address",
             )
         })?;
-        let node = selector.select(&request.service, &options.select).await?;
+        let node = if options.select.transport.is_some() {
+            selector.select(&request.service, &options.select).await?
+        } else {
+            let mut select = options.select.clone();
+            select.transport = Some(self.inner.transport.clone());
+            selector.select(&request.service, &select).await?
+        };
         Ok(Target::Selected(node))
     }
 

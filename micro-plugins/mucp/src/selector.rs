@@ -33,7 +33,7 @@ use micro_core::logger::Logger;
 use micro_core::registry::{
     Action, Node, Registry, Service, WatchEvent, WatchOptions, Watcher, merge_nodes,
 };
-use micro_core::selector::{Filter, SelectOptions, Selector, Strategy};
+use micro_core::selector::{self, Filter, SelectOptions, Selector, Strategy};
 use micro_core::{Error, Plugin, PluginContext, Result};
 use rand::Rng;
 use std::collections::HashMap;
@@ -559,12 +559,20 @@ impl Selector for CacheSelector {
             filtered = options.filters.iter().fold(all, |acc, f| f.apply(acc));
             &filtered
         };
-        let candidates: Vec<&Node> = list.iter().flat_map(|s| &s.nodes).collect();
+        let transport = options.transport.as_deref();
+        let candidates: Vec<&Node> = list
+            .iter()
+            .flat_map(|s| &s.nodes)
+            .filter(|n| selector::speaks(n, transport))
+            .collect();
         let strategy = options.strategy.unwrap_or(self.inner.settings.strategy);
         match self.inner.pick(service, &candidates, strategy) {
             Some(node) => Ok(node.clone()),
             None => {
-                let detail = if options.filters.is_empty() {
+                let mismatch = selector::transport_mismatch(service, list, transport);
+                let detail = if let Some(mismatch) = mismatch {
+                    mismatch
+                } else if options.filters.is_empty() {
                     format!("service {service}: no nodes available")
                 } else {
                     format!(

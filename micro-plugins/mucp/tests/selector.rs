@@ -205,7 +205,7 @@ async fn filters_by_version_metadata_and_endpoint() {
 
     let with = |filters: Vec<Filter>| SelectOptions {
         filters,
-        strategy: None,
+        ..Default::default()
     };
     let cases = [
         (vec![Filter::Version("2.0.0".into())], vec!["c"]),
