@@ -110,7 +110,10 @@ fn core_depends_on_no_plugin_crate() {
         .collect();
     assert_eq!(
         deps,
-        ["micro-catalog.workspace = true", "micro-derive.workspace = true"],
+        [
+            "micro-catalog.workspace = true",
+            "micro-derive.workspace = true"
+        ],
         "micro-core depends on {deps:?}"
     );
 }

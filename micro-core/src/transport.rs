@@ -7,16 +7,20 @@
 use crate::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::future::Future;
-use std::pin::Pin;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod exchange;
 pub mod frame;
 mod header_map;
 
 pub use bytestring::ByteString;
+pub use exchange::{
+    Accepting, Exchange, ExchangeFuture, ExchangeHandler, Serving, accept_streams, reply_once,
+    serve_stream,
+};
 pub use header_map::{HeaderMap, IntoHeaderText, header_text};
 
 /// Frames buffered per stream direction before `send` waits.
@@ -55,21 +59,47 @@ impl Message {
 
 /// The sending half of a stream. Dropping it (or calling [`StreamSender::close`]) ends the
 /// stream for the peer, which then sees `None` from `recv`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamSender {
-    inner: mpsc::Sender<Message>,
+    inner: SenderInner,
+}
+
+#[derive(Clone)]
+enum SenderInner {
+    Channel(mpsc::Sender<Message>),
+    Sink(Arc<dyn FrameSink>),
+}
+
+impl std::fmt::Debug for StreamSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSender")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+fn peer_closed() -> Error {
+    Error::transport(
+        "go.micro.transport",
+        "stream closed by peer: the other side ended the stream or went away; \
+         open a new stream to retry",
+    )
 }
 
 impl StreamSender {
+    /// A sender that hands frames to a transport's own sink (no channel in between).
+    pub fn from_sink(sink: Arc<dyn FrameSink>) -> Self {
+        StreamSender {
+            inner: SenderInner::Sink(sink),
+        }
+    }
+
     /// Sends a frame; fails with 503 when the peer or the connection is gone.
     pub async fn send(&self, message: Message) -> Result<()> {
-        self.inner.send(message).await.map_err(|_| {
-            Error::transport(
-                "go.micro.transport",
-                "stream closed by peer: the other side ended the stream or went away; \
-                     open a new stream to retry",
-            )
-        })
+        match &self.inner {
+            SenderInner::Channel(tx) => tx.send(message).await.map_err(|_| peer_closed()),
+            SenderInner::Sink(sink) => sink.send(message).await,
+        }
     }
 
     /// Ends this direction of the stream.
@@ -77,27 +107,93 @@ impl StreamSender {
 
     /// Whether the peer stopped receiving.
     pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
+        match &self.inner {
+            SenderInner::Channel(tx) => tx.is_closed(),
+            SenderInner::Sink(sink) => sink.is_closed(),
+        }
     }
 
     /// Completes when the peer stops receiving (it ended the stream or went away).
     pub async fn closed(&self) {
-        self.inner.closed().await
+        match &self.inner {
+            SenderInner::Channel(tx) => tx.closed().await,
+            SenderInner::Sink(sink) => sink.closed().await,
+        }
     }
 }
 
 /// The receiving half of a stream.
-#[derive(Debug)]
 pub struct StreamReceiver {
-    inner: mpsc::Receiver<Result<Message>>,
+    /// A frame to give out before the others (the opening frame put back).
+    first: Option<Message>,
+    inner: ReceiverInner,
+}
+
+enum ReceiverInner {
+    Channel(mpsc::Receiver<Result<Message>>),
+    Source(Box<dyn FrameSource>),
+    Ended,
+}
+
+impl std::fmt::Debug for StreamReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReceiver").finish_non_exhaustive()
+    }
 }
 
 impl StreamReceiver {
+    /// A receiver that reads frames from a transport's own source.
+    pub fn from_source(source: Box<dyn FrameSource>) -> Self {
+        StreamReceiver {
+            first: None,
+            inner: ReceiverInner::Source(source),
+        }
+    }
+
+    /// A receiver whose peer already ended the stream (the request side of a unary
+    /// exchange).
+    pub fn ended() -> Self {
+        StreamReceiver {
+            first: None,
+            inner: ReceiverInner::Ended,
+        }
+    }
+
+    /// The same receiver, giving out `first` before anything else.
+    pub fn with_first(mut self, first: Message) -> Self {
+        self.first = Some(first);
+        self
+    }
+
     /// The next frame; `None` at the end of the stream; `Some(Err)` when the connection
     /// failed.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        self.inner.recv().await
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        match &mut self.inner {
+            ReceiverInner::Channel(rx) => rx.recv().await,
+            ReceiverInner::Source(source) => source.recv().await,
+            ReceiverInner::Ended => None,
+        }
     }
+}
+
+/// Where a transport that does not use [`stream_pair`]'s channels delivers a stream's
+/// frames (e.g. straight onto a QUIC stream or a gRPC response).
+pub trait FrameSink: Send + Sync + 'static {
+    /// Sends a frame, waiting for room; fails when the peer is gone.
+    fn send(&self, message: Message) -> BoxFuture<'_, Result<()>>;
+    /// Whether the peer stopped receiving.
+    fn is_closed(&self) -> bool;
+    /// Completes when the peer stops receiving.
+    fn closed(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Where a transport that does not use [`stream_pair`]'s channels reads a stream's frames.
+pub trait FrameSource: Send + 'static {
+    /// The next frame; `None` at the end; `Some(Err)` when the connection failed.
+    fn recv(&mut self) -> BoxFuture<'_, Option<Result<Message>>>;
 }
 
 /// A bidirectional stream of frames.
@@ -126,8 +222,13 @@ pub fn stream_pair(remote: impl Into<String>) -> (Stream, StreamIo) {
     let (in_tx, in_rx) = mpsc::channel(STREAM_BUFFER);
     (
         Stream {
-            sender: StreamSender { inner: out_tx },
-            receiver: StreamReceiver { inner: in_rx },
+            sender: StreamSender {
+                inner: SenderInner::Channel(out_tx),
+            },
+            receiver: StreamReceiver {
+                first: None,
+                inner: ReceiverInner::Channel(in_rx),
+            },
             remote: remote.into(),
         },
         StreamIo {
@@ -143,13 +244,6 @@ pub struct DialOptions {
     /// Give up connecting after this long; `None` = the caller's deadline governs.
     pub timeout: Option<Duration>,
 }
-
-/// The future of a [`UnaryHandler`]: the answer frame.
-pub type UnaryFuture = Pin<Box<dyn Future<Output = Message> + Send>>;
-
-/// Answers a whole unary request (one frame in, one frame out), see
-/// [`Listener::serve_unary`].
-pub type UnaryHandler = Arc<dyn Fn(Message) -> UnaryFuture + Send + Sync>;
 
 /// A client's connection to one address; it opens streams.
 #[async_trait]
@@ -197,22 +291,17 @@ pub async fn call_on_stream<C: Connection + ?Sized>(
     }
 }
 
-/// A server's listening socket: yields the streams peers open.
+/// A server's listening socket. Every exchange a peer opens (a unary request or a stream)
+/// reaches the one [`ExchangeHandler`] given to [`Listener::serve`]: that is the only way
+/// requests come in. How a transport carries a unary exchange (one frame each way on tcp, a
+/// plain POST on http) is its own optimisation behind the same [`Exchange`].
 #[async_trait]
 pub trait Listener: Send {
     /// The bound address (with the real port when `:0` was asked for).
     fn address(&self) -> String;
-    /// The next stream a peer opened; `None` once the listener is closed.
-    async fn accept(&mut self) -> Option<Stream>;
-
-    /// Asks the listener to answer unary requests (those sent with [`Connection::call`])
-    /// with `handler` inside the connection, without making a stream for each. Returns
-    /// `false` when the transport has no such path; unary requests then arrive through
-    /// [`Listener::accept`] like any stream (one frame, then the end).
-    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
-        let _ = handler;
-        false
-    }
+    /// Hands every exchange peers open to `handler`, until the listener is closed. Dropping
+    /// the returned future closes the listener.
+    async fn serve(self: Box<Self>, handler: ExchangeHandler);
 }
 
 /// A way of carrying frames between processes (or within one).

@@ -61,8 +61,9 @@ async fn echo(mut stream: Stream) {
 }
 
 /// Accepts streams and echoes each in its own task; abort the handle to drop the listener.
-fn echo_server(mut listener: Box<dyn Listener>) -> JoinHandle<()> {
+fn echo_server(listener: Box<dyn Listener>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut listener = micro_core::transport::accept_streams(listener);
         while let Some(stream) = listener.accept().await {
             tokio::spawn(echo(stream));
         }
@@ -123,7 +124,7 @@ pub async fn check_request_response(t: Arc<dyn Transport>) {
 /// Ending one direction is seen by the peer, and the other direction keeps working.
 pub async fn check_end_of_stream(t: Arc<dyn Transport>) {
     let check = "check_end_of_stream";
-    let mut listener = listen(check, &t).await;
+    let mut listener = micro_core::transport::accept_streams(listen(check, &t).await);
     let address = listener.address();
     let server = tokio::spawn(async move {
         let mut stream = listener

@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use micro_core::logger::Logger;
 use micro_core::transport::{
-    Listener, Message, STREAM_BUFFER, Stream, StreamIo, UnaryHandler, stream_pair,
+    Exchange, ExchangeHandler, Listener, Message, STREAM_BUFFER, Stream, StreamIo, StreamReceiver,
+    reply_once, serve_stream, stream_pair,
 };
 use micro_core::{Error, Result};
 use std::convert::Infallible;
@@ -44,7 +45,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 struct Shared {
     streams: mpsc::Sender<Stream>,
     /// Answers plain POSTs directly, once the listener was given one.
-    unary: OnceLock<UnaryHandler>,
+    unary: OnceLock<ExchangeHandler>,
     max_body_size: usize,
     logger: Logger,
 }
@@ -73,15 +74,14 @@ impl Listener for HttpListener {
         self.address.clone()
     }
 
-    async fn accept(&mut self) -> Option<Stream> {
-        self.streams.recv().await
-    }
-
-    /// Plain POSTs are answered by `handler` in the request's own task (the first handler
-    /// given stays).
-    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
-        let _ = self.shared.unary.set(handler);
-        true
+    /// Plain POSTs are served in the request's own task; each framed stream on a task of
+    /// its own.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
+        let _ = self.shared.unary.set(handler.clone());
+        while let Some(stream) = self.streams.recv().await {
+            let handler = handler.clone();
+            tokio::spawn(async move { serve_stream(stream, &handler).await });
+        }
     }
 }
 
@@ -241,8 +241,28 @@ async fn unary(
         Err(err) => return headers::error_response(&err),
     };
     if let Some(handler) = shared.unary.get() {
-        let reply = handler(Message { header, body }).await;
-        return frame_response(reply, &shared.logger);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let exchange = Exchange {
+            first: Message { header, body },
+            stream: Stream {
+                sender: reply_once(move |reply| {
+                    answer
+                        .send(reply)
+                        .map_err(|_| Error::transport(ID, "the HTTP request went away"))
+                }),
+                receiver: StreamReceiver::ended(),
+                remote: peer.to_string(),
+            },
+        };
+        // The answer may come after the handler's future (it may hand the stream on).
+        handler(exchange).await;
+        return match answered.await {
+            Ok(reply) => frame_response(reply, &shared.logger),
+            Err(_) => headers::error_response(&Error::internal(
+                ID,
+                "the handler dropped the exchange without answering",
+            )),
+        };
     }
     let (
         stream,

@@ -280,7 +280,7 @@ async fn lagging_server_concurrent_calls_dropping_after_the_reply() {
 #[tokio::test(flavor = "multi_thread")]
 async fn abandoned_streams_are_cancelled() {
     let t = transport(4 << 20);
-    let mut listener = listen(&t).await;
+    let mut listener = micro_core::transport::accept_streams(listen(&t).await);
     let address = listener.address();
     let conn = t.dial(&address, DialOptions::default()).await.unwrap();
     let client = conn.open_stream().await.unwrap();
@@ -305,7 +305,13 @@ async fn abandoned_streams_are_cancelled() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The connection is unaffected.
-    unary_server(listener);
+    tokio::spawn(async move {
+        while let Some(mut stream) = listener.accept().await {
+            if let Some(Ok(request)) = stream.receiver.recv().await {
+                let _ = stream.sender.send(request).await;
+            }
+        }
+    });
     exchange(conn.as_ref(), 0, Finish::ReadEnd).await.unwrap();
     assert!(!conn.is_closed());
 }

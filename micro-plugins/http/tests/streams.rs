@@ -229,7 +229,7 @@ async fn broken_connection_fails_streams_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_listener_keeps_accepted_streams() {
     let t = transport(4 << 20);
-    let mut listener = listen(&t).await;
+    let mut listener = micro_core::transport::accept_streams(listen(&t).await);
     let address = listener.address();
     let conn = t.dial(&address, DialOptions::default()).await.unwrap();
     let mut client = conn.open_stream().await.unwrap();

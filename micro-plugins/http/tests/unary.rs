@@ -6,26 +6,29 @@ mod common;
 
 use common::*;
 use micro_core::Error;
-use micro_core::transport::{DialOptions, Message, Transport, UnaryHandler};
+use micro_core::transport::{DialOptions, Exchange, ExchangeHandler, Message, Serving, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Answers with the request's body, its `Micro-Endpoint` as `Seen-Endpoint`, and a 404
 /// error for the endpoint `Nope.Nope`.
-fn handler() -> UnaryHandler {
-    Arc::new(|request: Message| {
+fn handler() -> ExchangeHandler {
+    Arc::new(|exchange: Exchange| {
         Box::pin(async move {
+            let request = exchange.first;
             let endpoint = request
                 .header("Micro-Endpoint")
                 .unwrap_or_default()
                 .to_string();
-            if endpoint == "Nope.Nope" {
+            let answer = if endpoint == "Nope.Nope" {
                 let err = Error::not_found("test", "no such endpoint");
-                return Message::default().with_header("Micro-Error", err.to_json());
-            }
-            Message::new(request.body)
-                .with_header("Content-Type", "application/json")
-                .with_header("Seen-Endpoint", endpoint)
+                Message::default().with_header("Micro-Error", err.to_json())
+            } else {
+                Message::new(request.body)
+                    .with_header("Content-Type", "application/json")
+                    .with_header("Seen-Endpoint", endpoint)
+            };
+            let _ = exchange.stream.sender.send(answer).await;
         })
     })
 }
@@ -33,8 +36,7 @@ fn handler() -> UnaryHandler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_are_answered_by_the_unary_handler() {
     let t = transport(4 << 20);
-    let mut listener = listen(&t).await;
-    assert!(listener.serve_unary(handler()));
+    let listener = Serving::start(listen(&t).await, handler());
     let address = listener.address();
     let conn: Arc<dyn micro_core::transport::Connection> =
         Arc::from(t.dial(&address, DialOptions::default()).await.unwrap());
@@ -83,8 +85,7 @@ async fn without_a_unary_handler_calls_arrive_through_accept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_to_a_closed_port_is_not_sent() {
     let t = transport(4 << 20);
-    let mut listener = listen(&t).await;
-    listener.serve_unary(handler());
+    let listener = Serving::start(listen(&t).await, handler());
     let address = listener.address();
     let conn = t.dial(&address, DialOptions::default()).await.unwrap();
     drop(listener);

@@ -9,7 +9,7 @@
 //!   listens on is a 503 naming the address. The dial options' timeout does not apply: a
 //!   memory dial never waits.
 //! - Every [`Connection::open_stream`] makes a stream pair and queues the server side for the
-//!   listener's `accept` (up to [`ACCEPT_BACKLOG`] streams waiting, then `open_stream`
+//!   listener's `serve` (up to [`ACCEPT_BACKLOG`] streams waiting, then `open_stream`
 //!   waits). Each direction of a stream is independent: dropping (or closing) a sender ends
 //!   that direction and the peer's `recv` returns `None`; dropping a receiver makes the
 //!   peer's `send` fail.
@@ -17,7 +17,8 @@
 //!   connections fails with 503. Streams already accepted keep working.
 
 use micro_core::transport::{
-    Connection, DialOptions, Listener, Message, Stream, StreamIo, Transport, stream_pair,
+    Connection, DialOptions, ExchangeHandler, Listener, Message, Stream, StreamIo, Transport,
+    serve_stream, stream_pair,
 };
 use micro_core::{Error, Plugin, Result};
 use std::collections::HashMap;
@@ -257,8 +258,12 @@ impl Listener for MemoryListener {
         self.address.clone()
     }
 
-    async fn accept(&mut self) -> Option<Stream> {
-        self.incoming.recv().await
+    /// Each stream a connection opens is served on a task of its own.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
+        while let Some(stream) = self.incoming.recv().await {
+            let handler = handler.clone();
+            tokio::spawn(async move { serve_stream(stream, &handler).await });
+        }
     }
 }
 

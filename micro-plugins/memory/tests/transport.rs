@@ -4,6 +4,7 @@
 #[path = "../../../tests/conformance/transport.rs"]
 mod suite;
 
+use micro_core::transport::accept_streams;
 use micro_core::transport::{DialOptions, Message, Transport};
 use micro_memory::MemoryTransport;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ async fn dial_unknown_is_503_naming_the_address() {
 #[tokio::test]
 async fn clones_share_listeners_and_values_do_not() {
     let t = MemoryTransport::new();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     assert!(
         MemoryTransport::new()
@@ -87,12 +88,14 @@ async fn open_stream_fails_after_the_listener_is_dropped() {
 #[tokio::test]
 async fn dropping_the_receiver_closes_the_peer_sender() {
     let t = MemoryTransport::new();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let conn = t
         .dial(&listener.address(), DialOptions::default())
         .await
         .unwrap();
     let client = conn.open_stream().await.unwrap();
+    // A listener hands a stream over once its opening frame came.
+    client.sender.send(Message::new("open")).await.unwrap();
     let server = listener.accept().await.unwrap();
     drop(server.receiver);
     let mut failed = false;

@@ -13,7 +13,7 @@ use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription};
 use micro_core::streaming;
-use micro_core::transport::{HeaderMap, Listener, Message, Stream, Transport, UnaryHandler};
+use micro_core::transport::{Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -258,19 +258,18 @@ impl Server for MucpServer {
             return Err(Error::conflict(ID, "server already started"));
         }
         let routes = self.build_routes();
-        let mut listener = self
+        let listener = self
             .inner
             .transport
             .listen(&self.inner.config.address)
             .await?;
-        listener.serve_unary(unary_handler(self.inner.clone()));
         let address = advertised(&self.inner.config, &listener.address());
         let record = self.record_for(&address, &routes);
         *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
         self.inner.stats.restart();
         let subscribers = self.subscribe_all().await?;
         register(&self.inner, &record).await?;
-        let accept = tokio::spawn(accept_loop(self.inner.clone(), listener));
+        let accept = tokio::spawn(listener.serve(exchange_handler(self.inner.clone())));
         let renew = tokio::spawn(renew_loop(self.inner.clone(), record.clone()));
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, %address, transport = %self.inner.transport.name(), "server listening")
@@ -326,13 +325,6 @@ impl Server for MucpServer {
 
     fn address(&self) -> Option<String> {
         lock(&self.inner.address).clone()
-    }
-}
-
-async fn accept_loop(inner: Arc<Inner>, mut listener: Box<dyn Listener>) {
-    while let Some(stream) = listener.accept().await {
-        let inner = inner.clone();
-        tokio::spawn(async move { serve(inner, stream).await });
     }
 }
 
@@ -398,43 +390,18 @@ fn ran(error: Error) -> Error {
     error.with_retryable(false)
 }
 
-/// Answers unary requests inside the transport's connections (no stream per request).
-fn unary_handler(inner: Arc<Inner>) -> UnaryHandler {
-    Arc::new(move |message: Message| {
+/// The handler the listener serves every exchange with: unary requests and streams alike.
+fn exchange_handler(inner: Arc<Inner>) -> ExchangeHandler {
+    Arc::new(move |exchange: Exchange| {
         let inner = inner.clone();
         Box::pin(async move {
             let _guard = inner.stats.begin();
-            let Received {
-                request,
-                reply,
-                ctx,
-            } = Received::new(&inner, message);
-            let result = match request.and_then(|r| route(&inner, r)) {
-                Ok((request, Target::Unary(service))) => {
-                    call_unary(&inner, &service, request, &ctx).await
-                }
-                Ok((request, Target::Stream(_))) => Err(stream_only(&request)),
-                Err(err) => Err(err),
-            };
-            if let Err(err) = &result {
-                failed(&inner, err);
+            let received = Received::new(&inner, exchange.first);
+            if let Err(err) = dispatch(&inner, received, exchange.stream).await {
+                failed(&inner, &err);
             }
-            wire::response_frame(reply, result)
         })
     })
-}
-
-/// Serves one stream: reads the opening frame, dispatches, answers.
-async fn serve(inner: Arc<Inner>, mut stream: Stream) {
-    let first = match stream.receiver.recv().await {
-        Some(Ok(frame)) => frame,
-        _ => return,
-    };
-    let _guard = inner.stats.begin();
-    let received = Received::new(&inner, first);
-    if let Err(err) = dispatch(&inner, received, stream).await {
-        failed(&inner, &err);
-    }
 }
 
 /// Counts a failed request and logs server-side failures.
@@ -493,8 +460,8 @@ fn stream_only(request: &Request) -> Error {
     )
 }
 
-/// Routes a request that came as a stream; the error (if any) has been sent to the caller
-/// already.
+/// Routes a request and answers it on its stream (one response frame for a unary endpoint);
+/// the error (if any) has been sent to the caller already.
 async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<()> {
     let Received {
         request,

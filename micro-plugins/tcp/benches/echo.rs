@@ -3,6 +3,7 @@
 //! project-wide comparison (with tonic) lives in the workspace `benches/`.
 
 use bytes::Bytes;
+use micro_core::transport::accept_streams;
 use micro_core::transport::{Connection, DialOptions, Message, Stream, Transport};
 use micro_tcp::TcpTransport;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ async fn raw_echo() {
 }
 
 async fn echo_server(t: &TcpTransport) -> String {
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     tokio::spawn(async move {
         while let Some(mut stream) = listener.accept().await {

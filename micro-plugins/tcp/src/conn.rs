@@ -17,7 +17,7 @@ use crate::reader::{Links, Reader};
 use crate::writer::Writer;
 use futures::stream::{AbortHandle, Abortable};
 use micro_core::logger::Logger;
-use micro_core::transport::{Message, Stream, UnaryHandler};
+use micro_core::transport::{ExchangeHandler, Message, Stream};
 use micro_core::{Error, Result};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -49,8 +49,8 @@ pub(crate) enum Side {
     Server {
         /// The listener's queue of new streams.
         accept: mpsc::Sender<Stream>,
-        /// Answers UNARY requests in the connection, once the listener was given one.
-        unary: Arc<OnceLock<UnaryHandler>>,
+        /// The listener's handler, once it serves: UNARY requests go straight to it.
+        unary: Arc<OnceLock<ExchangeHandler>>,
     },
 }
 

@@ -15,12 +15,13 @@ use crate::frame::{self, Frame};
 use bytes::BytesMut;
 use futures::stream::AbortHandle;
 use micro_core::logger::Logger;
-use micro_core::transport::{Message, Stream, UnaryHandler, stream_pair};
+use micro_core::transport::{
+    Exchange, ExchangeHandler, Message, Stream, StreamReceiver, reply_once, stream_pair,
+};
 use micro_core::{Error, Result};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -107,7 +108,7 @@ pub(crate) struct Reader {
     /// Server side: where new streams go.
     accept: Option<mpsc::Sender<Stream>>,
     /// Server side: the listener's unary handler, once it has one.
-    unary: Option<Arc<OnceLock<UnaryHandler>>>,
+    unary: Option<Arc<OnceLock<ExchangeHandler>>>,
     /// Client side: unary calls waiting for their answer.
     pending: Pending,
     /// Client side: the last handle is gone.
@@ -372,20 +373,26 @@ impl Reader {
             )));
         }
         if let Some(handler) = self.unary.as_ref().and_then(|u| u.get()) {
-            // Answered here when the handler finishes at once (no task, no wake-up);
+            // A unary exchange: no stream state; its one answer is written as a UNARY frame.
+            let control = self.control.clone();
+            let sender = reply_once(move |message| {
+                control
+                    .send(Control::Frame(Frame::unary(id, message)))
+                    .map_err(|_| Error::transport(crate::ID, "the connection closed"))
+            });
+            let exchange = Exchange {
+                first: frame.message,
+                stream: Stream {
+                    sender,
+                    receiver: StreamReceiver::ended(),
+                    remote: self.remote.clone(),
+                },
+            };
+            // Served here when the handler finishes at once (no task, no wake-up);
             // otherwise on a task of its own, so a slow handler never holds up the reader.
-            let mut answer = handler(frame.message);
-            match futures::poll!(answer.as_mut()) {
-                Poll::Ready(message) => {
-                    let _ = self.control.send(Control::Frame(Frame::unary(id, message)));
-                }
-                Poll::Pending => {
-                    let control = self.control.clone();
-                    tokio::spawn(async move {
-                        let message = answer.await;
-                        let _ = control.send(Control::Frame(Frame::unary(id, message)));
-                    });
-                }
+            let mut served = handler(exchange);
+            if futures::poll!(served.as_mut()).is_pending() {
+                tokio::spawn(served);
             }
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! and the [`TcpListener`] that yields the streams peers open.
 
 use crate::conn::{self, Event, Settings, Side};
-use micro_core::transport::{Listener, Stream, UnaryHandler};
+use micro_core::transport::{ExchangeHandler, Listener, Stream, serve_stream};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -22,7 +22,7 @@ pub struct TcpListener {
     address: String,
     streams: mpsc::Receiver<Stream>,
     /// Shared with every accepted connection.
-    unary: Arc<OnceLock<UnaryHandler>>,
+    unary: Arc<OnceLock<ExchangeHandler>>,
     _stop: DropGuard,
 }
 
@@ -40,14 +40,14 @@ impl Listener for TcpListener {
         self.address.clone()
     }
 
-    async fn accept(&mut self) -> Option<Stream> {
-        self.streams.recv().await
-    }
-
-    /// Connections answer UNARY frames with `handler` (the first one given stays).
-    fn serve_unary(&mut self, handler: UnaryHandler) -> bool {
-        let _ = self.unary.set(handler);
-        true
+    /// UNARY requests are served inside their connection (no stream, no channel); each
+    /// stream on a task of its own.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
+        let _ = self.unary.set(handler.clone());
+        while let Some(stream) = self.streams.recv().await {
+            let handler = handler.clone();
+            tokio::spawn(async move { serve_stream(stream, &handler).await });
+        }
     }
 }
 
@@ -92,7 +92,7 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
 async fn accept_loop(
     socket: tokio::net::TcpListener,
     accept: mpsc::Sender<Stream>,
-    unary: Arc<OnceLock<UnaryHandler>>,
+    unary: Arc<OnceLock<ExchangeHandler>>,
     stop: CancellationToken,
     settings: Settings,
 ) {

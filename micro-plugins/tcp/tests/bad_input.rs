@@ -4,6 +4,7 @@
 
 use bytes::BytesMut;
 use micro_core::Error;
+use micro_core::transport::accept_streams;
 use micro_core::transport::{DialOptions, Message, Transport};
 use micro_tcp::frame::{self, Frame};
 use micro_tcp::{TcpTransport, TcpTransportOptions};
@@ -24,7 +25,7 @@ fn transport() -> TcpTransport {
 
 /// A listener that echoes every stream; returns its address.
 async fn echo_server(t: &TcpTransport) -> (String, JoinHandle<()>) {
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     let task = tokio::spawn(async move {
         while let Some(mut stream) = listener.accept().await {

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use micro_core::Error;
-use micro_core::transport::{DialOptions, Message, Transport, UnaryHandler};
+use micro_core::transport::{
+    DialOptions, Exchange, ExchangeHandler, Message, Serving, Transport, accept_streams,
+};
 use micro_tcp::frame::{self, Frame};
 use micro_tcp::{TcpTransport, TcpTransportOptions};
 use std::sync::Arc;
@@ -15,13 +17,15 @@ use tokio::net::TcpStream;
 
 /// Answers with the request's body and `Answered-By: handler`; bodies starting with `slow`
 /// are answered after a sleep (the handler's task path), the others at once.
-fn echo_handler() -> UnaryHandler {
-    Arc::new(|request: Message| {
+fn echo_handler() -> ExchangeHandler {
+    Arc::new(|exchange: Exchange| {
         Box::pin(async move {
+            let request = exchange.first;
             if request.body.starts_with(b"slow") {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Message::new(request.body).with_header("Answered-By", "handler")
+            let answer = Message::new(request.body).with_header("Answered-By", "handler");
+            let _ = exchange.stream.sender.send(answer).await;
         })
     })
 }
@@ -29,8 +33,7 @@ fn echo_handler() -> UnaryHandler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_on_one_connection_get_their_own_answers() {
     let t = TcpTransport::default();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
-    assert!(listener.serve_unary(echo_handler()));
+    let listener = Serving::start(t.listen("127.0.0.1:0").await.unwrap(), echo_handler());
     let address = listener.address();
     let conn: Arc<dyn micro_core::transport::Connection> =
         Arc::from(t.dial(&address, DialOptions::default()).await.unwrap());
@@ -60,7 +63,7 @@ async fn concurrent_calls_on_one_connection_get_their_own_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_unary_handler_calls_arrive_through_accept() {
     let t = TcpTransport::default();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     let server = tokio::spawn(async move {
         let mut stream = listener.accept().await.unwrap();
@@ -88,8 +91,7 @@ async fn an_oversize_request_is_not_sent() {
         ..TcpTransportOptions::default()
     };
     let t = TcpTransport::new(options);
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
-    listener.serve_unary(echo_handler());
+    let listener = Serving::start(t.listen("127.0.0.1:0").await.unwrap(), echo_handler());
     let conn = t
         .dial(&listener.address(), DialOptions::default())
         .await
@@ -182,8 +184,7 @@ async fn a_call_is_one_unary_frame_and_any_answer_form_completes_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_answers_a_unary_frame_with_one_unary_frame() {
     let t = TcpTransport::default();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
-    listener.serve_unary(echo_handler());
+    let listener = Serving::start(t.listen("127.0.0.1:0").await.unwrap(), echo_handler());
     let socket = TcpStream::connect(listener.address()).await.unwrap();
     let mut peer = Peer::new(socket);
     peer.send(&Frame::unary(7, Message::new("fast"))).await;

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use micro_core::Error;
+use micro_core::transport::accept_streams;
 use micro_core::transport::{DialOptions, Message, Transport};
 use micro_tcp::TcpTransport;
 use micro_tcp::frame::{self, Frame};
@@ -112,7 +113,7 @@ async fn reset_from_the_peer_fails_the_stream_and_is_answered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_opens_streams_on_new_ids_and_ends_them() {
     let t = TcpTransport::default();
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     let socket = TcpStream::connect(&address).await.unwrap();
     let local = socket.local_addr().unwrap().to_string();
@@ -143,7 +144,7 @@ async fn oversize_send_resets_the_peer_with_413() {
         max_frame_size: 1024,
         ..Default::default()
     });
-    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let mut listener = accept_streams(t.listen("127.0.0.1:0").await.unwrap());
     let address = listener.address();
     let conn = t.dial(&address, DialOptions::default()).await.unwrap();
     let stream = conn.open_stream().await.unwrap();

@@ -40,12 +40,13 @@ pub async fn listen(t: &HttpTransport) -> Box<dyn Listener> {
 }
 
 /// Runs `handler` on every accepted stream, each in its own task.
-pub fn serve<F, Fut>(mut listener: Box<dyn Listener>, handler: F) -> JoinHandle<()>
+pub fn serve<F, Fut>(listener: Box<dyn Listener>, handler: F) -> JoinHandle<()>
 where
     F: Fn(Stream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
+        let mut listener = micro_core::transport::accept_streams(listener);
         while let Some(stream) = listener.accept().await {
             tokio::spawn(handler(stream));
         }
