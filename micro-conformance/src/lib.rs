@@ -3,7 +3,8 @@
 //! Each suite module ([`registry`], [`broker`], [`store`], [`events`], [`sync`],
 //! [`transport`]) exposes its cases as public async functions (`check_*`) taking the
 //! component under test, and a macro that expands to one `#[tokio::test]` per case in the
-//! calling test crate, so one failing case does not hide the others.
+//! calling test crate, so one failing case does not hide the others. [`codec`] checks
+//! micro-core's own codecs the same way, with plain `#[test]`s.
 //!
 //! ```ignore
 //! // tests/conformance.rs of a registry plugin
@@ -36,6 +37,7 @@
 //! runs (a real server) is fine. Network checks listen on `127.0.0.1:0` only.
 
 pub mod broker;
+pub mod codec;
 pub mod events;
 pub mod registry;
 pub mod store;

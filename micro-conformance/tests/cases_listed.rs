@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-const SUITES: [&str; 6] = [
+const SUITES: [&str; 7] = [
     "registry",
     "broker",
     "store",
     "events",
     "sync",
     "transport",
+    "codec",
 ];
 
 fn source(suite: &str) -> String {
