@@ -16,11 +16,11 @@
 //! awaited up to a generous deadline, and "nothing more arrives" is checked after a short
 //! grace period.
 
+use crate::support::{GRACE, unique, within};
 use bytes::Bytes;
 use micro_core::broker::{Broker, Delivery, Message, SubscribeOptions, Subscriber, handler};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use crate::support::{GRACE, unique, within};
 use tokio::sync::mpsc;
 
 /// A subscriber whose deliveries (tagged with `tag`) land in a channel.

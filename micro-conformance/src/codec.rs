@@ -182,7 +182,11 @@ pub fn check_empty_json_body_is_an_empty_object() {
         "{check}: empty body"
     );
     let got: Defaults = decode(check, Format::Json, b"");
-    assert_eq!(got, Defaults::default(), "{check}: empty body into a struct");
+    assert_eq!(
+        got,
+        Defaults::default(),
+        "{check}: empty body into a struct"
+    );
 }
 
 /// A prost message round-trips through protobuf as prost's own encoding, and through
@@ -294,7 +298,10 @@ pub fn check_content_type_aliases() {
         ("application/x-protobuf", Format::Protobuf),
         ("application/proto-rpc", Format::Protobuf),
         ("application/grpc+proto", Format::Protobuf),
-        ("Application/X-Protobuf; proto=greeter.Hello", Format::Protobuf),
+        (
+            "Application/X-Protobuf; proto=greeter.Hello",
+            Format::Protobuf,
+        ),
         ("application/bytes", Format::Bytes),
     ] {
         assert_eq!(

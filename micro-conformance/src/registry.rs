@@ -14,6 +14,7 @@
 //! Service names are unique per check, so backends shared between runs are fine. Checks
 //! never assert on speed; waits for expiry or events fail after a generous deadline.
 
+use crate::support::{DEADLINE, eventually, unique};
 use futures::StreamExt;
 use micro_core::registry::{
     Action, Endpoint, Node, RegisterOptions, Registry, Service, Value, WatchEvent, WatchOptions,
@@ -22,7 +23,6 @@ use micro_core::registry::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::support::{DEADLINE, eventually, unique};
 
 fn node(id: &str, address: &str) -> Node {
     Node {

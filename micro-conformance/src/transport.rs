@@ -14,10 +14,10 @@
 //! Checks listen on `127.0.0.1:0` only and dial the listener's `address()`. They never
 //! assert on speed; waits fail after a generous deadline.
 
+use crate::support::{eventually, within};
 use bytes::Bytes;
 use micro_core::transport::{DialOptions, Listener, Message, Stream, StreamReceiver, Transport};
 use std::sync::Arc;
-use crate::support::{eventually, within};
 use tokio::task::JoinHandle;
 
 async fn listen(check: &str, t: &Arc<dyn Transport>) -> Box<dyn Listener> {
