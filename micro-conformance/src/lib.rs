@@ -1,10 +1,11 @@
 //! micro-conformance: the suites every micro plugin passes, one test per case.
 //!
 //! Each suite module ([`registry`], [`broker`], [`store`], [`events`], [`sync`],
-//! [`transport`]) exposes its cases as public async functions (`check_*`) taking the
-//! component under test, and a macro that expands to one `#[tokio::test]` per case in the
-//! calling test crate, so one failing case does not hide the others. [`codec`] checks
-//! micro-core's own codecs the same way, with plain `#[test]`s.
+//! [`transport`], [`rpc`]) exposes its cases as public async functions (`check_*`) taking
+//! the component under test (for [`rpc`], a factory of client and server), and a macro
+//! that expands to one `#[tokio::test]` per case in the calling test crate, so one failing
+//! case does not hide the others. [`codec`] checks micro-core's own codecs the same way,
+//! with plain `#[test]`s.
 //!
 //! ```ignore
 //! // tests/conformance.rs of a registry plugin
@@ -40,6 +41,7 @@ pub mod broker;
 pub mod codec;
 pub mod events;
 pub mod registry;
+pub mod rpc;
 pub mod store;
 pub mod support;
 pub mod sync;

@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-const SUITES: [&str; 7] = [
+const SUITES: [&str; 8] = [
     "registry",
     "broker",
     "store",
     "events",
     "sync",
     "transport",
+    "rpc",
     "codec",
 ];
 
