@@ -247,8 +247,10 @@ fn stream_metadata() -> Handler {
 /// cancelled (rather than the handler finishing its long wait).
 type Seen = (bool, &'static str);
 
-/// `Conformance.Slow`: waits far longer than any deadline the suite sets, or until the call
-/// is cancelled, and reports which to `seen`.
+/// `Conformance.Slow`: waits until the call is cancelled (or far longer than any deadline
+/// the suite sets), reports which to `seen`, then stays busy a long while before answering:
+/// a handler slower than the deadline even after it noticed it (one that answered right at
+/// the deadline would race the caller's own timer).
 fn slow(seen: mpsc::UnboundedSender<Seen>) -> Handler {
     Handler::unary("Conformance.Slow", move |ctx: Context, p: Ping| {
         let seen = seen.clone();
@@ -259,6 +261,7 @@ fn slow(seen: mpsc::UnboundedSender<Seen>) -> Handler {
                 _ = tokio::time::sleep(DEADLINE * 6) => "finished",
             };
             let _ = seen.send((had_deadline, outcome));
+            tokio::time::sleep(DEADLINE * 6).await;
             Ok(pong_of(&p))
         }
     })
