@@ -25,7 +25,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Library source files: the facade, the core, the macros, the plugins and the CLI.
+/// Library source files: the facade, the core, the macros, the conformance suites, the
+/// plugins and the CLI.
 fn library_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in [
@@ -35,6 +36,7 @@ fn library_sources() -> Vec<PathBuf> {
         "micro-derive/src",
         "micro-cli/src",
         "micro-build/src",
+        "micro-conformance/src",
         "micro-plugins",
     ] {
         rust_files(&root().join(dir), &mut files);

@@ -1,9 +1,6 @@
 //! The file store against the store conformance suite, plus persistence, the plugin
 //! factory (options, default directory) and broken files.
 
-#[path = "../../../tests/conformance/store.rs"]
-mod suite;
-
 use micro_core::PluginContext;
 use micro_core::config::{Outcome, Sources, load};
 use micro_core::logger::Logger;
@@ -13,21 +10,14 @@ use micro_core::store::{ListOptions, ReadOptions, Record, Scope, Store, WriteOpt
 use micro_file::FileStore;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    let base = tempfile::tempdir().unwrap();
-    let counter = AtomicUsize::new(0);
-    suite::run(|| {
-        let dir = base
-            .path()
-            .join(counter.fetch_add(1, Ordering::Relaxed).to_string());
-        async move { Arc::new(FileStore::open(dir).unwrap()) as Arc<dyn Store> }
-    })
-    .await;
-}
+// A fresh directory per case, kept until the case ends.
+micro_conformance::store_suite!(async || {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path().join("store")).unwrap();
+    (Arc::new(store) as Arc<dyn Store>, dir)
+});
 
 #[tokio::test]
 async fn data_survives_reopening() {

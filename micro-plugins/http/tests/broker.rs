@@ -4,16 +4,8 @@
 //!
 //! The cross-process test is in `broker/processes.rs`.
 
-#[path = "../../../tests/conformance/broker.rs"]
-mod suite;
-
 #[path = "broker/processes.rs"]
 mod processes;
-
-// The suite includes the shared helpers privately; this crate uses them too (same deadlines).
-#[allow(clippy::duplicate_mod)]
-#[path = "../../../tests/conformance/support.rs"]
-mod support;
 
 use micro_core::broker::{Broker, Delivery, Message, SubscribeOptions, Subscriber, handler};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
@@ -24,7 +16,8 @@ use micro_memory::MemoryRegistry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{GRACE, eventually, unique, within};
+// The suites' helpers, so this crate waits as long as the suites do.
+use micro_conformance::support::{GRACE, eventually, unique, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -101,10 +94,7 @@ async fn nodes_of(registry: &Arc<dyn Registry>, topic: &str) -> Vec<Node> {
     nodes
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    suite::run(|| async { Arc::new(broker(&memory())) as Arc<dyn Broker> }).await;
-}
+micro_conformance::broker_suite!(async || Arc::new(broker(&memory())) as Arc<dyn Broker>);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_brokers_share_queue_groups_and_broadcast() {

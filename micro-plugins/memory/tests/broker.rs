@@ -1,8 +1,5 @@
 //! The broker conformance suite against [`MemoryBroker`], plus memory-specific behaviour.
 
-#[path = "../../../tests/conformance/broker.rs"]
-mod suite;
-
 use micro_core::Error;
 use micro_core::broker::{Broker, Delivery, Message, SubscribeOptions, handler};
 use micro_memory::MemoryBroker;
@@ -10,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemoryBroker::new()) as Arc<dyn Broker> }).await;
-}
+micro_conformance::broker_suite!(
+    mod conformance(flavor = "multi_thread", worker_threads = 4),
+    async || Arc::new(MemoryBroker::new()) as Arc<dyn Broker>,
+);
 
-#[tokio::test]
-async fn conformance_current_thread() {
-    suite::run(|| async { Arc::new(MemoryBroker::new()) as Arc<dyn Broker> }).await;
-}
+micro_conformance::broker_suite!(
+    mod conformance_current_thread(flavor = "current_thread"),
+    async || Arc::new(MemoryBroker::new()) as Arc<dyn Broker>,
+);
 
 fn sink(tx: mpsc::UnboundedSender<String>, tag: &'static str) -> micro_core::broker::Handler {
     handler(move |d: Delivery| {

@@ -1,18 +1,12 @@
 //! The memory events against the events conformance suite, plus its own lifecycle.
 
-#[path = "../../../tests/conformance/events.rs"]
-mod suite;
-
 use bytes::Bytes;
 use micro_core::events::{ConsumeOptions, Events, Offset, PublishOptions};
 use micro_memory::MemoryEvents;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemoryEvents::new()) as Arc<dyn Events> }).await;
-}
+micro_conformance::events_suite!(async || Arc::new(MemoryEvents::new()) as Arc<dyn Events>);
 
 #[tokio::test]
 async fn dropping_the_backend_ends_consumers() {

@@ -1,8 +1,5 @@
 //! The registry conformance suite against [`MemoryRegistry`], plus memory-specific behaviour.
 
-#[path = "../../../tests/conformance/registry.rs"]
-mod suite;
-
 use futures::StreamExt;
 use micro_core::registry::{Action, Node, RegisterOptions, Registry, Service, WatchOptions};
 use micro_memory::MemoryRegistry;
@@ -25,15 +22,15 @@ fn service(name: &str, version: &str, ids: &[&str]) -> Service {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemoryRegistry::new()) as Arc<dyn Registry> }).await;
-}
+micro_conformance::registry_suite!(
+    mod conformance(flavor = "multi_thread", worker_threads = 4),
+    async || Arc::new(MemoryRegistry::new()) as Arc<dyn Registry>,
+);
 
-#[tokio::test]
-async fn conformance_current_thread() {
-    suite::run(|| async { Arc::new(MemoryRegistry::new()) as Arc<dyn Registry> }).await;
-}
+micro_conformance::registry_suite!(
+    mod conformance_current_thread(flavor = "current_thread"),
+    async || Arc::new(MemoryRegistry::new()) as Arc<dyn Registry>,
+);
 
 #[tokio::test]
 async fn clones_share_state_and_values_do_not() {

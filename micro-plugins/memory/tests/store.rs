@@ -1,8 +1,5 @@
 //! The memory store against the store conformance suite, plus its plugin factory.
 
-#[path = "../../../tests/conformance/store.rs"]
-mod suite;
-
 use micro_core::config::{Outcome, Sources, load};
 use micro_core::logger::Logger;
 use micro_core::middleware::Middleware;
@@ -12,10 +9,7 @@ use micro_core::{PluginContext, Plugins};
 use micro_memory::MemoryStore;
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }).await;
-}
+micro_conformance::store_suite!(async || Arc::new(MemoryStore::new()) as Arc<dyn Store>);
 
 /// Builds the `memory` store plugin with `overrides` as configuration.
 fn build(overrides: serde_json::Value) -> Arc<dyn Store> {

@@ -1,17 +1,11 @@
 //! The memory sync against the sync conformance suite, plus its own edge cases.
 
-#[path = "../../../tests/conformance/sync.rs"]
-mod suite;
-
 use micro_core::sync::{LeaderOptions, LockOptions, Sync as Coordination};
 use micro_memory::MemorySync;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemorySync::new()) as Arc<dyn Coordination> }).await;
-}
+micro_conformance::sync_suite!(async || Arc::new(MemorySync::new()) as Arc<dyn Coordination>);
 
 #[tokio::test]
 async fn empty_ids_and_zero_ttls_are_rejected() {

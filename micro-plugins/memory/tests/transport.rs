@@ -1,23 +1,20 @@
 //! The transport conformance suite against [`MemoryTransport`], plus memory-specific
 //! behaviour.
 
-#[path = "../../../tests/conformance/transport.rs"]
-mod suite;
-
 use micro_core::transport::accept_streams;
 use micro_core::transport::{DialOptions, Message, Transport};
 use micro_memory::MemoryTransport;
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    suite::run(|| async { Arc::new(MemoryTransport::new()) as Arc<dyn Transport> }).await;
-}
+micro_conformance::transport_suite!(
+    mod conformance(flavor = "multi_thread", worker_threads = 4),
+    async || Arc::new(MemoryTransport::new()) as Arc<dyn Transport>,
+);
 
-#[tokio::test]
-async fn conformance_current_thread() {
-    suite::run(|| async { Arc::new(MemoryTransport::new()) as Arc<dyn Transport> }).await;
-}
+micro_conformance::transport_suite!(
+    mod conformance_current_thread(flavor = "current_thread"),
+    async || Arc::new(MemoryTransport::new()) as Arc<dyn Transport>,
+);
 
 #[tokio::test]
 async fn addresses_generated_given_and_conflicting() {

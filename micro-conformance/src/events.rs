@@ -1,34 +1,28 @@
 //! Events conformance suite: every events plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh backends:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Events>`.
+//! [`events_suite!`](crate::events_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh events from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/events.rs"]
-//! mod suite;
+//! use micro_core::events::Events;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MyEvents::new()) as Arc<dyn Events> }).await;
-//! }
+//! micro_conformance::events_suite!(async || Arc::new(MyEvents::new()) as Arc<dyn Events>);
 //! ```
 //!
 //! Topics and groups are unique per check, so a backend shared between runs is fine.
 //! Nothing asserts on speed: deliveries are awaited until a generous deadline, and checks
 //! that something does NOT happen wait a short grace period (a slow backend can only make
 //! them pass, never fail).
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
-use support::{DEADLINE, unique};
+use crate::support::{DEADLINE, unique};
 
 use bytes::Bytes;
 use micro_core::events::{
     ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,26 +30,6 @@ use std::time::{Duration, SystemTime};
 const GRACE: Duration = Duration::from_millis(1500);
 /// Ack wait of the redelivery checks.
 const ACK_WAIT: Duration = Duration::from_millis(300);
-
-/// Runs every check, each against a fresh backend from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Events>>,
-{
-    check_publish_read(make().await).await;
-    check_empty_topic(make().await).await;
-    check_metadata(make().await).await;
-    check_consume_latest(make().await).await;
-    check_consume_earliest(make().await).await;
-    check_consume_since(make().await).await;
-    check_group_split(make().await).await;
-    check_two_groups(make().await).await;
-    check_group_resumes(make().await).await;
-    check_nack_redelivered(make().await).await;
-    check_ack_wait_redelivery(make().await).await;
-    check_retry_limit(make().await).await;
-}
 
 async fn publish(events: &Arc<dyn Events>, check: &str, topic: &str, payload: &str) {
     let payload = Bytes::copy_from_slice(payload.as_bytes());
@@ -500,4 +474,34 @@ pub async fn check_retry_limit(events: Arc<dyn Events>) {
     next_event
         .ack()
         .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+}
+
+/// One `#[tokio::test]` per case of the events suite, each against a fresh events from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::events_suite!(async || Arc::new(MyEvents::new()) as Arc<dyn Events>);
+/// micro_conformance::events_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MyEvents::new()) as Arc<dyn Events>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! events_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component events [
+            check_publish_read,
+            check_empty_topic,
+            check_metadata,
+            check_consume_latest,
+            check_consume_earliest,
+            check_consume_since,
+            check_group_split,
+            check_two_groups,
+            check_group_resumes,
+            check_nack_redelivered,
+            check_ack_wait_redelivery,
+            check_retry_limit,
+        ] $($input)*);
+    };
 }

@@ -1,49 +1,27 @@
 //! Broker conformance suite: every broker plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh brokers:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Broker>`.
+//! [`broker_suite!`](crate::broker_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh broker from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/broker.rs"]
-//! mod suite;
+//! use micro_core::broker::Broker;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MyBroker::new()) as Arc<dyn Broker> }).await;
-//! }
+//! micro_conformance::broker_suite!(async || Arc::new(MyBroker::new()) as Arc<dyn Broker>);
 //! ```
 //!
 //! Each check connects, uses topics unique to it, and disconnects at the end. `subscribe`
 //! must return once the subscription is live. Checks never assert on speed: deliveries are
 //! awaited up to a generous deadline, and "nothing more arrives" is checked after a short
 //! grace period.
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
+use crate::support::{GRACE, unique, within};
 use bytes::Bytes;
 use micro_core::broker::{Broker, Delivery, Message, SubscribeOptions, Subscriber, handler};
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
-use support::{GRACE, unique, within};
 use tokio::sync::mpsc;
-
-/// Runs every check, each against a fresh broker from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Broker>>,
-{
-    check_broadcast(make().await).await;
-    check_queue_group(make().await).await;
-    check_two_groups(make().await).await;
-    check_unsubscribe(make().await).await;
-    check_headers_body(make().await).await;
-    check_order(make().await).await;
-    check_no_subscribers(make().await).await;
-    check_empty_topic(make().await).await;
-}
 
 /// A subscriber whose deliveries (tagged with `tag`) land in a channel.
 async fn collect(
@@ -321,4 +299,30 @@ pub async fn check_empty_topic(b: Arc<dyn Broker>) {
         Err(err) => assert_eq!(err.code, 400, "{check}: subscribe: {err}"),
     }
     disconnect(check, &b).await;
+}
+
+/// One `#[tokio::test]` per case of the broker suite, each against a fresh broker from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::broker_suite!(async || Arc::new(MyBroker::new()) as Arc<dyn Broker>);
+/// micro_conformance::broker_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MyBroker::new()) as Arc<dyn Broker>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! broker_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component broker [
+            check_broadcast,
+            check_queue_group,
+            check_two_groups,
+            check_unsubscribe,
+            check_headers_body,
+            check_order,
+            check_no_subscribers,
+            check_empty_topic,
+        ] $($input)*);
+    };
 }

@@ -1,53 +1,28 @@
 //! Registry conformance suite: every registry plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh registries:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Registry>`.
+//! [`registry_suite!`](crate::registry_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh registry from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/registry.rs"]
-//! mod suite;
+//! use micro_core::registry::Registry;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MyRegistry::new()) as Arc<dyn Registry> }).await;
-//! }
+//! micro_conformance::registry_suite!(async || Arc::new(MyRegistry::new()) as Arc<dyn Registry>);
 //! ```
 //!
 //! Service names are unique per check, so backends shared between runs are fine. Checks
 //! never assert on speed; waits for expiry or events fail after a generous deadline.
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
+use crate::support::{DEADLINE, eventually, unique};
 use futures::StreamExt;
 use micro_core::registry::{
     Action, Endpoint, Node, RegisterOptions, Registry, Service, Value, WatchEvent, WatchOptions,
     Watcher,
 };
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{DEADLINE, eventually, unique};
-
-/// Runs every check, each against a fresh registry from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Registry>>,
-{
-    check_register_get(make().await).await;
-    check_versions(make().await).await;
-    check_list(make().await).await;
-    check_register_replaces(make().await).await;
-    check_deregister(make().await).await;
-    check_get_unknown(make().await).await;
-    check_ttl_expiry(make().await).await;
-    check_ttl_refresh(make().await).await;
-    check_watch_create_delete(make().await).await;
-    check_watch_expiry(make().await).await;
-    check_watch_filter(make().await).await;
-}
 
 fn node(id: &str, address: &str) -> Node {
     Node {
@@ -444,4 +419,33 @@ pub async fn check_watch_filter(r: Arc<dyn Registry>) {
     if tokio::time::timeout(DEADLINE, wait).await.is_err() {
         panic!("{check}: no Delete for {watched} within {DEADLINE:?}; saw {seen:?}");
     }
+}
+
+/// One `#[tokio::test]` per case of the registry suite, each against a fresh registry from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::registry_suite!(async || Arc::new(MyRegistry::new()) as Arc<dyn Registry>);
+/// micro_conformance::registry_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MyRegistry::new()) as Arc<dyn Registry>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! registry_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component registry [
+            check_register_get,
+            check_versions,
+            check_list,
+            check_register_replaces,
+            check_deregister,
+            check_get_unknown,
+            check_ttl_expiry,
+            check_ttl_refresh,
+            check_watch_create_delete,
+            check_watch_expiry,
+            check_watch_filter,
+        ] $($input)*);
+    };
 }

@@ -1,43 +1,24 @@
 //! Transport conformance suite: every transport plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh transports:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Transport>`.
+//! [`transport_suite!`](crate::transport_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh transport from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/transport.rs"]
-//! mod suite;
+//! use micro_core::transport::Transport;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MyTransport::new()) as Arc<dyn Transport> }).await;
-//! }
+//! micro_conformance::transport_suite!(async || Arc::new(MyTransport::new()) as Arc<dyn Transport>);
 //! ```
 //!
 //! Checks listen on `127.0.0.1:0` only and dial the listener's `address()`. They never
 //! assert on speed; waits fail after a generous deadline.
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
+use crate::support::{eventually, within};
 use bytes::Bytes;
 use micro_core::transport::{DialOptions, Listener, Message, Stream, StreamReceiver, Transport};
-use std::future::Future;
 use std::sync::Arc;
-use support::{eventually, within};
 use tokio::task::JoinHandle;
-
-/// Runs every check, each against a fresh transport from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Transport>>,
-{
-    check_request_response(make().await).await;
-    check_end_of_stream(make().await).await;
-    check_concurrent_streams(make().await).await;
-    check_dial_nobody(make().await).await;
-    check_listener_dropped(make().await).await;
-}
 
 async fn listen(check: &str, t: &Arc<dyn Transport>) -> Box<dyn Listener> {
     t.listen("127.0.0.1:0")
@@ -256,4 +237,27 @@ pub async fn check_listener_dropped(t: Arc<dyn Transport>) {
     )
     .await;
     assert!(err.code >= 500, "{check}: expected a 5xx error, got {err}");
+}
+
+/// One `#[tokio::test]` per case of the transport suite, each against a fresh transport from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::transport_suite!(async || Arc::new(MyTransport::new()) as Arc<dyn Transport>);
+/// micro_conformance::transport_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MyTransport::new()) as Arc<dyn Transport>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! transport_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component transport [
+            check_request_response,
+            check_end_of_stream,
+            check_concurrent_streams,
+            check_dial_nobody,
+            check_listener_dropped,
+        ] $($input)*);
+    };
 }

@@ -1,27 +1,22 @@
 //! Sync conformance suite: every sync plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh backends:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Sync>`.
+//! [`sync_suite!`](crate::sync_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh sync from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/sync.rs"]
-//! mod suite;
+//! use micro_core::sync::Sync;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MySync::new()) as Arc<dyn Sync> }).await;
-//! }
+//! micro_conformance::sync_suite!(async || Arc::new(MySync::new()) as Arc<dyn Sync>);
 //! ```
 //!
 //! Lock and election ids are unique per check, so a backend shared between runs is fine.
 //! Nothing asserts on speed: what should happen is awaited until a generous deadline;
 //! what should not happen is checked over a short period (a slow backend can only make
 //! those checks pass, never fail).
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
-use support::{DEADLINE, unique};
+use crate::support::{DEADLINE, unique};
 
 use micro_core::sync::{Leader, LeaderOptions, LockOptions, Sync};
 use std::future::Future;
@@ -35,21 +30,6 @@ const LONG_TTL: Duration = Duration::from_secs(60);
 const SHORT_TTL: Duration = Duration::from_millis(500);
 /// The lease of the leader checks.
 const LEASE: Duration = Duration::from_secs(1);
-
-/// Runs every check, each against a fresh backend from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Sync>>,
-{
-    check_lock_exclusion(make().await).await;
-    check_lock_waits_for_unlock(make().await).await;
-    check_lock_ttl(make().await).await;
-    check_unlock_free(make().await).await;
-    check_concurrent_lockers(make().await).await;
-    check_leader_resign(make().await).await;
-    check_leader_dies(make().await).await;
-}
 
 fn lock_options(ttl: Option<Duration>, wait: Option<Duration>) -> LockOptions {
     LockOptions { ttl, wait }
@@ -297,4 +277,29 @@ pub async fn check_leader_dies(sync: Arc<dyn Sync>) {
         .resign()
         .await
         .unwrap_or_else(|e| panic!("{check}: resign: {e}"));
+}
+
+/// One `#[tokio::test]` per case of the sync suite, each against a fresh sync from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::sync_suite!(async || Arc::new(MySync::new()) as Arc<dyn Sync>);
+/// micro_conformance::sync_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MySync::new()) as Arc<dyn Sync>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! sync_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component sync [
+            check_lock_exclusion,
+            check_lock_waits_for_unlock,
+            check_lock_ttl,
+            check_unlock_free,
+            check_concurrent_lockers,
+            check_leader_resign,
+            check_leader_dies,
+        ] $($input)*);
+    };
 }

@@ -1,63 +1,33 @@
 //! Store conformance suite: every store plugin must pass it.
 //!
-//! Include it from a plugin's test crate and run it with a factory of fresh stores:
+//! Each `check_*` function is one case and takes a fresh `Arc<dyn Store>`.
+//! [`store_suite!`](crate::store_suite) turns every case into a `#[tokio::test]` of the calling
+//! crate, each against a fresh store from the factory:
 //!
 //! ```ignore
-//! #[path = "../../../tests/conformance/store.rs"]
-//! mod suite;
+//! use micro_core::store::Store;
+//! use std::sync::Arc;
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     suite::run(|| async { Arc::new(MyStore::new()) as Arc<dyn Store> }).await;
-//! }
+//! micro_conformance::store_suite!(async || Arc::new(MyStore::new()) as Arc<dyn Store>);
 //! ```
 //!
 //! Keys, databases and tables are unique per check, so a store shared between runs (a real
 //! server) is fine; checks work in the store's default scope except where they test scopes,
 //! and never assume what the default names are. Nothing asserts on speed: expiry is awaited
 //! by polling until a generous deadline.
-#![allow(dead_code)]
 
-#[path = "support.rs"]
-mod support;
-
-use support::{DEADLINE, unique};
+use crate::support::{DEADLINE, POLL, unique};
 
 use bytes::Bytes;
 use micro_core::store::{
     DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions,
 };
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Pause between two polls.
-const POLL: Duration = Duration::from_millis(50);
 /// A short time to live for expiry checks.
 const SHORT_TTL: Duration = Duration::from_millis(500);
-
-/// Runs every check, each against a fresh store from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Store>>,
-{
-    check_write_read(make().await).await;
-    check_read_missing(make().await).await;
-    check_overwrite(make().await).await;
-    check_delete(make().await).await;
-    check_prefix(make().await).await;
-    check_suffix(make().await).await;
-    check_prefix_suffix(make().await).await;
-    check_limit_offset(make().await).await;
-    check_list(make().await).await;
-    check_expiry_field(make().await).await;
-    check_ttl_expiry(make().await).await;
-    check_record_expiry(make().await).await;
-    check_ttl_overrides_record_expiry(make().await).await;
-    check_scopes(make().await).await;
-}
 
 fn record(key: &str, value: &str) -> Record {
     Record::new(key, Bytes::copy_from_slice(value.as_bytes()))
@@ -597,4 +567,36 @@ pub async fn check_scopes(store: Arc<dyn Store>) {
             .unwrap_or_else(|e| panic!("{check}: delete leaked into {scope:?}: {e}"));
         assert_eq!(got.len(), 1, "{check}: record kept in {scope:?}");
     }
+}
+
+/// One `#[tokio::test]` per case of the store suite, each against a fresh store from the
+/// factory (see the [crate] documentation for the three forms).
+///
+/// ```ignore
+/// micro_conformance::store_suite!(async || Arc::new(MyStore::new()) as Arc<dyn Store>);
+/// micro_conformance::store_suite!(
+///     mod on_current_thread(flavor = "current_thread"),
+///     async || Arc::new(MyStore::new()) as Arc<dyn Store>,
+/// );
+/// ```
+#[macro_export]
+macro_rules! store_suite {
+    ($($input:tt)*) => {
+        $crate::__suite!(component store [
+            check_write_read,
+            check_read_missing,
+            check_overwrite,
+            check_delete,
+            check_prefix,
+            check_suffix,
+            check_prefix_suffix,
+            check_limit_offset,
+            check_list,
+            check_expiry_field,
+            check_ttl_expiry,
+            check_record_expiry,
+            check_ttl_overrides_record_expiry,
+            check_scopes,
+        ] $($input)*);
+    };
 }

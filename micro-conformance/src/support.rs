@@ -1,8 +1,10 @@
-//! Helpers shared by the conformance suites; each suite includes this file with
-//! `#[path = "support.rs"] mod support;`.
-#![allow(dead_code)]
+//! Helpers shared by the suites: deadlines, unique names, polling, and [`Fixture`], what a
+//! suite's factory returns.
+//!
+//! Plugin tests may use them too, so their own checks wait as long as the suites do.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a check waits for something that should happen (delivery, expiry, event)
@@ -52,5 +54,27 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(DEADLINE, future).await {
         Ok(value) => value,
         Err(_) => panic!("{what}: nothing after {DEADLINE:?}"),
+    }
+}
+
+/// What the factory given to a suite macro returns: the component under test, alone
+/// (`Arc<dyn Registry>`) or paired with something that must outlive it, such as the
+/// temporary directory a file-backed plugin writes to (`(Arc<dyn Store>, TempDir)`).
+///
+/// The generated test keeps the whole value until the case has finished, then drops it.
+pub trait Fixture<C: ?Sized> {
+    /// The component under test.
+    fn component(&self) -> Arc<C>;
+}
+
+impl<C: ?Sized> Fixture<C> for Arc<C> {
+    fn component(&self) -> Arc<C> {
+        self.clone()
+    }
+}
+
+impl<C: ?Sized, G> Fixture<C> for (Arc<C>, G) {
+    fn component(&self) -> Arc<C> {
+        self.0.clone()
     }
 }
