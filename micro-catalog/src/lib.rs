@@ -36,22 +36,9 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
-    /// Every kind that is built from a plugin, in build order: a component is built after
-    /// those it may use (the selector after the registry, client and server last).
-    pub const BUILT: [ComponentKind; 10] = [
-        ComponentKind::Registry,
-        ComponentKind::Selector,
-        ComponentKind::Transport,
-        ComponentKind::Broker,
-        ComponentKind::Store,
-        ComponentKind::Events,
-        ComponentKind::Sync,
-        ComponentKind::Auth,
-        ComponentKind::Client,
-        ComponentKind::Server,
-    ];
-
-    /// Every kind: [`ComponentKind::BUILT`] and the logger.
+    /// Every kind: those built from a plugin, in build order (a component is built after
+    /// those it may use: the selector after the registry, client and server last), then the
+    /// logger.
     pub const ALL: [ComponentKind; 11] = [
         ComponentKind::Registry,
         ComponentKind::Selector,
@@ -65,6 +52,10 @@ impl ComponentKind {
         ComponentKind::Server,
         ComponentKind::Logger,
     ];
+
+    /// The kinds built from a plugin, in build order: [`ComponentKind::ALL`] without the
+    /// logger.
+    pub const BUILT: &'static [ComponentKind] = ComponentKind::ALL.split_at(10).0;
 
     /// The config section (`registry`).
     pub const fn section(self) -> &'static str {
@@ -248,7 +239,7 @@ mod tests {
     #[test]
     fn requirements_come_earlier_in_build_order() {
         let place = |k: ComponentKind| ComponentKind::BUILT.iter().position(|b| *b == k);
-        for kind in ComponentKind::BUILT {
+        for &kind in ComponentKind::BUILT {
             for needed in kind.requirements() {
                 assert!(place(*needed) < place(kind), "{kind:?} needs {needed:?}");
             }

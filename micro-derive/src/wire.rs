@@ -155,7 +155,8 @@ fn section_of(ty: &Type) -> Option<(&'static str, bool)> {
         return section_of(inner).map(|(s, _)| (s, true));
     }
     micro_catalog::ComponentKind::BUILT
-        .into_iter()
+        .iter()
+        .copied()
         .find(|kind| kind.handle().is_some_and(|handle| last.ident == handle))
         .map(|kind| (kind.section(), false))
 }
