@@ -69,13 +69,14 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 6] = [
+        let features: [(&str, bool); 7] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
             ("tcp", cfg!(feature = "tcp")),
             ("http", cfg!(feature = "http")),
             ("mucp", cfg!(feature = "mucp")),
+            ("selector", cfg!(feature = "selector")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -113,6 +114,10 @@ pub use micro_local as local;
 pub use micro_memory as memory;
 #[cfg(feature = "mucp")]
 pub use micro_mucp as mucp;
+/// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
+/// `selector`. Named `cache_selector` because `micro::selector` is the selector contract.
+#[cfg(feature = "selector")]
+pub use micro_selector as cache_selector;
 #[cfg(feature = "tcp")]
 pub use micro_tcp as tcp;
 
@@ -133,6 +138,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_http::plugins());
     #[cfg(feature = "mucp")]
     plugins.extend(micro_mucp::plugins());
+    #[cfg(feature = "selector")]
+    plugins.extend(micro_selector::plugins());
     plugins
 }
 

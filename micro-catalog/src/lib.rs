@@ -159,9 +159,9 @@ plugins! {
     Registry "mdns" => "mdns" Planned,
     Registry "nats" => "nats" Planned,
     Registry "etcd" => "etcd" Planned,
-    Selector "random" => "mucp" Available,
-    Selector "roundrobin" => "mucp" Available,
-    Selector "cache" => "mucp" Available,
+    Selector "random" => "selector" Available,
+    Selector "roundrobin" => "selector" Available,
+    Selector "cache" => "selector" Available,
     Transport "memory" => "memory" Available,
     Transport "tcp" => "tcp" Available,
     Transport "http" => "http" Available,
@@ -257,7 +257,10 @@ mod tests {
             find("registry", "mdns").map(|p| p.status),
             Some(Status::Planned)
         );
-        assert_eq!(find("selector", "cache").map(|p| p.feature), Some("mucp"));
+        assert_eq!(
+            find("selector", "cache").map(|p| p.feature),
+            Some("selector")
+        );
         assert_eq!(find("registry", "nope"), None);
         assert!(available_features().contains(&"tcp"));
         assert!(!available_features().contains(&"nats"));

@@ -1,10 +1,10 @@
 //! micro-mucp: the default RPC of micro (go-micro's mucp protocol) over any transport: the
-//! client (selection, retries, deadlines), the server (dispatch, registration, draining) and
-//! the selector backed by a watch-driven registry cache.
+//! client (selection, retries, deadlines) and the server (dispatch, registration, draining).
+//! The client picks nodes with whatever `Selector` the service has; micro's own, the
+//! registry-cache selector, is the `micro-selector` crate.
 
 pub mod client;
 pub mod debug;
-pub mod selector;
 pub mod server;
 pub mod wire;
 
@@ -55,13 +55,9 @@ fn client(ctx: &PluginContext<'_>) -> micro_core::Result<Arc<dyn micro_core::cli
     Ok(Arc::new(MucpClient::new(config, parts)))
 }
 
-/// The mucp client and server (also named `rpc`) and the `random`/`roundrobin` selectors.
+/// The mucp client and server (also named `rpc`).
 pub fn plugins() -> Plugins {
-    let mut plugins = Plugins::new()
+    Plugins::new()
         .with(Plugin::server("mucp", "mucp", server).alias("rpc"))
-        .with(Plugin::client("mucp", "mucp", client).alias("rpc"));
-    for plugin in selector::plugins() {
-        plugins.add(plugin);
-    }
-    plugins
+        .with(Plugin::client("mucp", "mucp", client).alias("rpc"))
 }

@@ -10,7 +10,7 @@ use micro_core::registry::{
 use micro_core::selector::{Filter, SelectOptions, Selector, Strategy};
 use micro_core::{Components, Error, PluginContext, Result};
 use micro_memory::MemoryRegistry;
-use micro_mucp::selector::CacheSelector;
+use micro_selector::CacheSelector;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -439,7 +439,7 @@ fn build_plugins(components: &Components) -> Vec<Result<Arc<dyn Selector>>> {
         service: &ServiceInfo::default(),
         middleware: &Middleware::default(),
     };
-    micro_mucp::selector::plugins()
+    micro_selector::plugins()
         .iter()
         .map(|plugin| match &plugin.factory {
             PluginFactory::Selector(factory) => factory(&ctx),

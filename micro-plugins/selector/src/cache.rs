@@ -1,40 +1,15 @@
-//! The selector of mucp: picks a node for each call from a registry cache kept fresh by a
-//! watch.
-//!
-//! Behaviour of [`CacheSelector`]:
-//! - **Cache.** The first `select` of a service reads `registry.get_service`; later selects
-//!   use the cached versions. An entry is read again when it is older than the TTL
-//!   ([`DEFAULT_TTL`]) or when the watch could have missed changes.
-//! - **Watch.** On first use one watch of every service is opened (the first select waits
-//!   up to 2 s for it, so nothing between the watch and the first read is missed) and a
-//!   background task applies its events: `Create`/`Update` merge the event's nodes into the
-//!   cached version and replace its endpoints and metadata; `Delete` removes the listed
-//!   nodes (an empty list removes the whole version); a version without nodes goes. Events of
-//!   services not cached are ignored. When the stream fails or ends the task opens it again
-//!   with backoff (100 ms doubling to 10 s) and marks every entry for refresh. The task holds
-//!   the selector weakly and is aborted when the selector is dropped.
-//! - **Single flight.** Concurrent selects of a service that needs a read share one
-//!   `get_service` call.
-//! - **Stale data.** When a refresh fails and an entry exists, the old entry is served (one
-//!   warning per failure streak) and the registry is asked again after `min(TTL, 5 s)`.
-//!   Without an entry the registry's error is returned as is, except a 404, which becomes a
-//!   503 `service X: no nodes available`. A 404 on refresh is trusted: the entry is dropped.
-//! - **Strategies.** Random (uniform) or round-robin with one counter per service, so calls
-//!   rotate across calls; `SelectOptions::strategy` overrides the selector's per call.
-//! - **Filters** of `SelectOptions` run first; no node left is a 503 naming the filters.
-//! - **Cool-down.** `mark(.., Err(_))` skips the node for the cool-down while other nodes are
-//!   available; when every candidate is cooling down the least recently failed one is
-//!   picked. `mark(.., Ok(()))` clears it; a node leaving the registry leaves the table.
+//! [`CacheSelector`]: the registry cache, its reads (single flight, stale fallback) and the
+//! pick (strategy, filters, cool-down). The watch that keeps the cache fresh is in
+//! `watch.rs`; the behaviour as a whole is described in the crate docs.
 
-use futures::StreamExt;
+use crate::watch::watch_loop;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use micro_core::config::SelectorConfig;
 use micro_core::logger::Logger;
 use micro_core::registry::{
-    Action, Node, Registry, Service, WatchEvent, WatchOptions, Watcher, merge_nodes,
+    Action, Node, Registry, Service, WatchEvent, WatchOptions, merge_nodes,
 };
 use micro_core::selector::{self, Filter, SelectOptions, Selector, Strategy};
-use micro_core::{Error, Plugin, PluginContext, Result};
+use micro_core::{Error, Result};
 use rand::Rng;
 use std::collections::HashMap;
 use std::fmt;
@@ -44,42 +19,17 @@ use tokio::sync::OnceCell;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-const ID: &str = "go.micro.selector";
+/// The error id of the selector's own errors.
+pub(crate) const ID: &str = "go.micro.selector";
 
 /// How long a cached service is used before it is read from the registry again.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Longest wait of the first select for the watch to open.
 const WATCH_OPEN_WAIT: Duration = Duration::from_secs(2);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Longest pause between refresh attempts while the registry fails.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// The selector plugins: `random` (also named `cache`) and `roundrobin` (also
-/// `round_robin`), both a [`CacheSelector`] over the service's registry.
-pub fn plugins() -> Vec<Plugin> {
-    vec![
-        Plugin::selector("random", "mucp", |ctx| build(ctx, Strategy::Random)).alias("cache"),
-        Plugin::selector("roundrobin", "mucp", |ctx| build(ctx, Strategy::RoundRobin))
-            .alias("round_robin"),
-    ]
-}
-
-fn build(ctx: &PluginContext<'_>, strategy: Strategy) -> Result<Arc<dyn Selector>> {
-    let registry = ctx.components.registry.clone().ok_or_else(|| {
-        Error::bad_request(
-            ID,
-            "the selector needs a registry: enable the registry (registry.enabled: true) \
-             or disable the selector (selector.enabled: false)",
-        )
-    })?;
-    let config: SelectorConfig = ctx.options()?;
-    Ok(Arc::new(
-        CacheSelector::new(registry, strategy, config.cooldown).with_logger(ctx.logger.clone()),
-    ))
-}
-
-/// A selector over a registry cache kept fresh by a watch; see the module docs.
+/// A selector over a registry cache kept fresh by a watch; see the crate docs.
 pub struct CacheSelector {
     inner: Arc<Inner>,
 }
@@ -92,7 +42,7 @@ struct Settings {
     logger: Logger,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     registry: Arc<dyn Registry>,
     settings: Settings,
     state: Mutex<State>,
@@ -298,7 +248,7 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn warn(&self, message: String) {
+    pub(crate) fn warn(&self, message: String) {
         self.settings
             .logger
             .in_scope(|| tracing::warn!(target: "micro::selector", "{message}"));
@@ -365,7 +315,7 @@ impl Inner {
     }
 
     /// The watch may have missed changes: refresh every entry on its next select.
-    fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         for slot in self.lock().services.values_mut() {
             if let Some(entry) = &mut slot.entry {
                 entry.stale = true;
@@ -377,7 +327,7 @@ impl Inner {
     }
 
     /// Applies one watch event to the cached service it concerns.
-    fn apply(&self, event: WatchEvent) {
+    pub(crate) fn apply(&self, event: WatchEvent) {
         let mut state = self.lock();
         let service = event.service;
         let Some(slot) = state.services.get_mut(&service.name) else {
@@ -472,57 +422,6 @@ impl Drop for Inner {
         if let Some(Some(task)) = self.watch.get() {
             task.abort();
         }
-    }
-}
-
-/// Applies watch events to the cache; reopens the watch with backoff when it fails or ends.
-/// Holds the selector weakly: returns once it is gone (it is also aborted on drop).
-async fn watch_loop(inner: Weak<Inner>, registry: Arc<dyn Registry>, mut first: Option<Watcher>) {
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let mut stream = match first.take() {
-            Some(stream) => stream,
-            None => match registry.watch(WatchOptions::default()).await {
-                Ok(stream) => {
-                    // Changes between the old stream and this one were not seen.
-                    let Some(inner) = inner.upgrade() else { return };
-                    inner.invalidate();
-                    stream
-                }
-                Err(err) => {
-                    let Some(strong) = inner.upgrade() else {
-                        return;
-                    };
-                    strong.warn(format!(
-                        "registry watch failed, retrying in {backoff:?}: {err}"
-                    ));
-                    drop(strong);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
-                }
-            },
-        };
-        let reason = loop {
-            match stream.next().await {
-                Some(Ok(event)) => {
-                    let Some(inner) = inner.upgrade() else { return };
-                    inner.apply(event);
-                    backoff = BACKOFF_MIN;
-                }
-                Some(Err(err)) => break format!("failed: {err}"),
-                None => break "ended".to_string(),
-            }
-        };
-        drop(stream);
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        strong.invalidate();
-        strong.warn(format!("registry watch {reason}; reopening in {backoff:?}"));
-        drop(strong);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
