@@ -51,7 +51,7 @@ fn seed_defaults_yaml_resolves_every_component() {
     assert!(s.logger.fields.is_empty());
     // Components without their own logger section inherit the top-level one.
     for section in ["broker", "client", "registry", "server", "transport"] {
-        let cfg = logger::config_for(&loaded, section).unwrap();
+        let cfg = micro::service::loggers::config_for(&loaded, section).unwrap();
         assert_eq!(cfg.level, "info", "{section}");
         assert_eq!(cfg.plugin, "default", "{section}");
     }
@@ -78,7 +78,7 @@ fn seed_production_yaml_resolves_every_component() {
     assert!(s.server.enabled);
     assert_eq!(s.server.register_interval, Duration::from_secs(60));
     assert_eq!(s.server.register_ttl, Duration::from_secs(30));
-    let top = logger::config_for(&loaded, "logger").unwrap();
+    let top = micro::service::loggers::config_for(&loaded, "logger").unwrap();
     assert_eq!((top.plugin.as_str(), top.level.as_str()), ("zap", "trace"));
     assert_eq!(
         top.fields.get("component").map(String::as_str),
@@ -91,7 +91,7 @@ fn seed_production_yaml_resolves_every_component() {
         ("registry", "trace"),
         ("transport", "trace"),
     ] {
-        let cfg = logger::config_for(&loaded, section).unwrap();
+        let cfg = micro::service::loggers::config_for(&loaded, section).unwrap();
         assert!(cfg.enabled, "{section}");
         assert_eq!(cfg.plugin, "zap", "{section}");
         assert_eq!(cfg.level, level, "{section}");
@@ -102,7 +102,7 @@ fn seed_production_yaml_resolves_every_component() {
         );
     }
     assert_eq!(
-        logger::config_for(&loaded, "server")
+        micro::service::loggers::config_for(&loaded, "server")
             .unwrap()
             .caller_skip_count,
         2
@@ -252,7 +252,7 @@ fn durations_accept_units_and_bare_seconds() {
 fn bad_log_level_is_named() {
     let (_dir, _path, result) = load_yaml("broker:\n  logger:\n    level: loud\n");
     let loaded = result.unwrap();
-    let cfg = logger::config_for(&loaded, "broker").unwrap();
+    let cfg = micro::service::loggers::config_for(&loaded, "broker").unwrap();
     match logger::level_of(&cfg, "broker.logger.level").unwrap_err() {
         ConfigError::Invalid { key, reason } => {
             assert_eq!(key, "broker.logger.level");

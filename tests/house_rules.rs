@@ -179,3 +179,91 @@ fn bare_facade_has_no_plugin_crate() {
         );
     }
 }
+
+/// Crates that only the application side may pull in through micro-core (its `service`
+/// feature): a plugin crate that shows one of them depends on more than the contracts.
+/// (Proc-macro dependencies, which run at build time only, are not counted.)
+const APPLICATION_ONLY: [&str; 5] = [
+    "figment",
+    "notify",
+    "tracing-subscriber",
+    "yaml_serde",
+    "strsim",
+];
+
+fn normal_tree(package: &str) -> String {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "tree",
+            "-p",
+            package,
+            "--prefix",
+            "none",
+            "-e",
+            "normal,no-proc-macro",
+            "--offline",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn plugin_crates_depend_on_the_contracts_only() {
+    let mut crates = vec![(
+        "micro-conformance".to_string(),
+        root().join("micro-conformance"),
+    )];
+    for entry in std::fs::read_dir(root().join("micro-plugins")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = format!("micro-{}", dir.file_name().unwrap().to_string_lossy());
+        crates.push((name, dir));
+    }
+    assert!(crates.len() > 5, "no plugin crates found: {crates:?}");
+    for (name, dir) in crates {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let tree = normal_tree(&name);
+        for banned in APPLICATION_ONLY {
+            // A plugin may use one itself (the local registry watches its directory with
+            // notify); it must not get it through micro-core.
+            let own = manifest
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{banned}.")));
+            let found = tree.lines().any(|l| l.starts_with(&format!("{banned} v")));
+            assert!(
+                own || !found,
+                "{name} pulls in {banned} through micro-core: depend on micro-core without \
+                 its `service` feature\n{tree}"
+            );
+        }
+    }
+    // The bare contracts themselves.
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "tree",
+            "-p",
+            "micro-core",
+            "--no-default-features",
+            "--prefix",
+            "none",
+            "-e",
+            "normal,no-proc-macro",
+            "--offline",
+        ])
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    for banned in APPLICATION_ONLY {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(&format!("{banned} v"))),
+            "micro-core without `service` pulls in {banned}\n{tree}"
+        );
+    }
+}

@@ -57,6 +57,7 @@ pub struct Resource {
 /// Whether a rule lets the request through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Access {
     /// Allow.
     Granted,
@@ -95,6 +96,7 @@ pub struct GenerateOptions {
 
 /// How to get a token: with an account's credentials or a refresh token.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum TokenRequest {
     /// Account id and secret.
     Credentials {

@@ -16,6 +16,7 @@ pub const BYTES: &str = "application/octet-stream";
 
 /// The encodings micro speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Format {
     /// JSON through serde.
     Json,

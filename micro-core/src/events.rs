@@ -90,6 +90,7 @@ impl Event {
 
 /// Where a new consumer group starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Offset {
     /// Only events published after the consumer started (default).
     #[default]

@@ -23,6 +23,7 @@ mod repeated_keys;
 pub mod schema;
 pub mod selector;
 pub mod server;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod store;
 pub mod streaming;
@@ -56,6 +57,7 @@ pub type Server = Arc<dyn server::Server>;
 pub type SyncHandle = Arc<dyn sync::Sync>;
 pub use error::{Error, ErrorKind, Result};
 pub use plugin::{Components, Plugin, PluginContext, Plugins};
+#[cfg(feature = "service")]
 pub use service::{BuildError, Built, NoPlugins, PluginSource, Service, ServiceBuilder};
 pub use streaming::Streaming;
 

@@ -8,7 +8,9 @@ use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::catalog::{self, ComponentKind};
 use crate::client::Client;
-use crate::config::{Component, ConfigError, Loaded, LoggerConfig, Schema};
+#[cfg(feature = "service")]
+use crate::config::Schema;
+use crate::config::{Component, ConfigError, LoggerConfig, Settings};
 use crate::events::Events;
 use crate::logger::{LogOutput, Logger};
 use crate::registry::Registry;
@@ -91,7 +93,7 @@ pub struct PluginContext<'a> {
     /// The section being built (`registry`).
     pub section: &'a str,
     /// The whole effective configuration.
-    pub config: &'a Loaded,
+    pub config: &'a dyn Settings,
     /// This component's logger.
     pub logger: Logger,
     /// Components built so far.
@@ -105,7 +107,7 @@ pub struct PluginContext<'a> {
 impl PluginContext<'_> {
     /// The plugin's options (or the component's section) as typed config.
     pub fn options<T: Component>(&self) -> std::result::Result<T, ConfigError> {
-        self.config.section::<T>()
+        crate::config::read_section::<T>(self.config)
     }
 
     /// An environment variable from the environment the application gave the builder.
@@ -173,7 +175,9 @@ impl PluginFactory {
     }
 }
 
-type SchemaHook = Arc<dyn Fn(&mut Schema, &str) + Send + Sync>;
+/// Adds a plugin's options to the config schema (only the service builder loads config).
+#[cfg(feature = "service")]
+type SchemaHook = fn(&mut Schema, &str);
 
 /// One implementation of one component.
 #[derive(Clone)]
@@ -186,6 +190,7 @@ pub struct Plugin {
     pub feature: String,
     /// How to build it.
     pub factory: PluginFactory,
+    #[cfg(feature = "service")]
     options: Option<SchemaHook>,
 }
 
@@ -222,6 +227,7 @@ impl Plugin {
             aliases: Vec::new(),
             feature: feature.to_string(),
             factory,
+            #[cfg(feature = "service")]
             options: None,
         }
     }
@@ -262,10 +268,13 @@ impl Plugin {
     }
 
     /// Declares the plugin's own options (flags, env, help, validation).
+    /// Without the `service` feature nothing loads config, so there is nothing to declare.
+    #[cfg_attr(not(feature = "service"), allow(unused_mut))]
     pub fn with_options<P: Component>(mut self) -> Self {
-        self.options = Some(Arc::new(|schema: &mut Schema, name: &str| {
-            schema.add_plugin::<P>(name)
-        }));
+        #[cfg(feature = "service")]
+        {
+            self.options = Some(Schema::add_plugin::<P>);
+        }
         self
     }
 
@@ -354,6 +363,7 @@ impl Plugins {
     }
 
     /// The config schema: the core sections plus every plugin's options.
+    #[cfg(feature = "service")]
     pub fn schema(&self) -> Schema {
         let mut schema = Schema::core();
         for plugin in &self.list {

@@ -72,6 +72,7 @@ pub struct Value {
 /// What happened to a service, as seen by [`Registry::watch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Action {
     /// A service version or node appeared.
     Create,

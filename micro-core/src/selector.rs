@@ -6,12 +6,23 @@ use async_trait::async_trait;
 
 /// How a node is picked among the candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Strategy {
     /// Uniformly at random (default).
     #[default]
     Random,
     /// In turn, rotating across calls.
     RoundRobin,
+}
+
+impl Strategy {
+    /// The name it is configured by (`random`, `roundrobin`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Random => "random",
+            Strategy::RoundRobin => "roundrobin",
+        }
+    }
 }
 
 impl std::str::FromStr for Strategy {
@@ -30,6 +41,7 @@ impl std::str::FromStr for Strategy {
 
 /// Narrows the candidate nodes of a selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Filter {
     /// Only this service version.
     Version(String),
@@ -37,6 +49,17 @@ pub enum Filter {
     Metadata(String, String),
     /// Only service versions that declare this endpoint.
     Endpoint(String),
+}
+
+impl std::fmt::Display for Filter {
+    /// As an error message names it: `version 1.0`, `metadata zone=a`, `endpoint Greeter.Hello`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::Version(v) => write!(f, "version {v}"),
+            Filter::Metadata(k, v) => write!(f, "metadata {k}={v}"),
+            Filter::Endpoint(e) => write!(f, "endpoint {e}"),
+        }
+    }
 }
 
 impl Filter {

@@ -5,6 +5,7 @@ use std::fmt;
 /// A configuration problem. Every variant says where (file, section, key, flag or env var)
 /// and what would be right.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A key in a component section that neither the component nor a compiled-in plugin
     /// knows.

@@ -6,23 +6,26 @@
 //! it, and an optional `logger:` sub-section. The rest of the file belongs to the
 //! application, read through [`AppConfig`].
 
-mod app;
+//!
+//! Plugin crates see only the contract half: [`Component`], the sections, durations,
+//! [`ConfigError`] and [`Settings`]. The loader (figment, YAML, flags and env), the schema and
+//! [`AppConfig`] (hot reload through notify) belong to the `service` feature.
+
 mod durations;
 mod error;
-mod flags;
-mod loader;
 mod sections;
-mod yaml;
+#[cfg(feature = "service")]
+mod service;
 
-pub use app::{AppConfig, ConfigWatch};
 pub use durations::{duration, option_duration, parse_duration};
 pub use error::ConfigError;
-pub use flags::{AppFlag, Flags, Naming};
-pub use loader::{Loaded, Outcome, Schema, SectionSchema, Sources, load};
 pub use sections::*;
+#[cfg(feature = "service")]
+pub use service::*;
 
 /// What kind of value an option takes; decides how flag and env text is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OptionKind {
     /// Any text.
     Text,
@@ -196,4 +199,32 @@ impl<T: Component> NestedOptions for Option<T> {
     fn nested_options() -> Vec<OptionSpec> {
         T::options()
     }
+}
+
+/// The effective configuration as a plugin reads it: merged values by dotted path and the
+/// environment the application gave the builder. The service builder's loader implements it.
+pub trait Settings: Send + Sync {
+    /// The merged value at a dotted `path` (`registry`, `server.address`); `None` when
+    /// nothing sets it.
+    fn value(&self, path: &str) -> Option<serde_json::Value>;
+    /// An environment variable as the application passed it to the builder (never read from
+    /// the process here).
+    fn env_var(&self, name: &str) -> Option<&str>;
+    /// Where the configuration came from, for error messages (`config file greeter.yaml`).
+    fn origin(&self) -> String;
+}
+
+/// Reads section `T` (a component's config or a plugin's options) out of `settings`.
+///
+/// The loader has already checked every section's types against the layers, naming the file
+/// or variable of a wrong value, so an error here means `T` was not declared to the schema
+/// (`Plugin::with_options`).
+pub fn read_section<T: Component>(settings: &dyn Settings) -> Result<T, ConfigError> {
+    let value = settings
+        .value(T::SECTION)
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
+        key: T::SECTION.to_string(),
+        reason: format!("{e} (in {})", settings.origin()),
+    })
 }

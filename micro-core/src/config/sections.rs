@@ -4,7 +4,6 @@
 //! the go-micro global flags (`--server_name`, `--register_ttl`, `--client_retries`, ...)
 //! are kept through explicit `flag`/`alias` names.
 
-use super::Component;
 use super::durations::{duration, option_duration};
 use micro_derive::Component;
 use serde::{Deserialize, Serialize};
@@ -251,6 +250,7 @@ impl ComponentSections {
     /// Reads every section; the first bad one is the error.
     /// A section left out of the schema (an app that does not use that component) reads as
     /// disabled.
+    #[cfg(feature = "service")]
     pub fn from_loaded(loaded: &super::Loaded) -> Result<Self, super::ConfigError> {
         macro_rules! read {
             ($ty:ty) => {
@@ -258,7 +258,7 @@ impl ComponentSections {
                     .schema()
                     .sections
                     .iter()
-                    .any(|s| s.name == <$ty as Component>::SECTION)
+                    .any(|s| s.name == <$ty as super::Component>::SECTION)
                 {
                     loaded.section::<$ty>()?
                 } else {

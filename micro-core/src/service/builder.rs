@@ -10,7 +10,8 @@ use crate::in_process::{Caller, LocalImpl, LocalServices};
 
 /// Makes handlers once the components exist (see [`ServiceBuilder::handler_with`]).
 type Deferred = Box<dyn FnOnce(&Caller) -> (Vec<LocalImpl>, Vec<Handler>)>;
-use crate::logger::{LogOutput, Loggers};
+use super::loggers::Loggers;
+use crate::logger::LogOutput;
 use crate::middleware::{Middleware, RpcLayer};
 use crate::plugin::{Components, PluginContext, PluginFactory, Plugins, ServiceInfo};
 use crate::server::{Handler, IntoHandlers, Subscription};

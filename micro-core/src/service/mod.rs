@@ -3,6 +3,7 @@
 
 mod build_error;
 mod builder;
+pub mod loggers;
 
 pub use build_error::BuildError;
 pub use builder::ServiceBuilder;

@@ -113,6 +113,7 @@ impl Frame {
 
 /// Why bytes are not a valid frame (or a frame cannot be written).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The length prefix (or the encoded frame) exceeds the limit.
     TooLarge {

@@ -193,7 +193,7 @@ fn build(overrides: serde_json::Value, env: &[(&str, &str)]) -> micro_core::Resu
     let middleware = Middleware::default();
     let ctx = PluginContext {
         section: "store",
-        config: &loaded,
+        config: &*loaded,
         logger: Logger::none(),
         components: &components,
         service: &service,

@@ -66,13 +66,21 @@ struct Group {
 }
 
 impl Group {
-    fn new(options: &ConsumeOptions, log: &[Event]) -> Self {
+    fn new(options: &ConsumeOptions, log: &[Event]) -> Result<Self> {
         let (next, since) = match options.offset {
             Offset::Latest => (log.len(), None),
             Offset::Earliest => (0, None),
             Offset::Since(t) => (0, Some((log.len(), t))),
+            ref other => {
+                return Err(Error::bad_request(
+                    ID,
+                    format!(
+                        "offset {other:?} is not supported here: use latest, earliest or since"
+                    ),
+                ));
+            }
         };
-        Group {
+        Ok(Group {
             next,
             since,
             auto_ack: options.auto_ack,
@@ -80,7 +88,7 @@ impl Group {
             retry_limit: options.retry_limit,
             inflight: HashMap::new(),
             redeliver: VecDeque::new(),
-        }
+        })
     }
 
     /// A delivery of `index` failed (nack or ack timeout): queue it again, or drop it when
@@ -364,7 +372,7 @@ impl Events for MemoryEvents {
             let mut topics = self.inner.topics();
             let entry = topics.entry(topic.to_string()).or_default();
             if !entry.groups.contains_key(&key) {
-                let group = Group::new(&options, &entry.log);
+                let group = Group::new(&options, &entry.log)?;
                 entry.groups.insert(key.clone(), group);
             }
             entry.notify.clone()

@@ -27,7 +27,7 @@ fn build(overrides: serde_json::Value) -> Arc<dyn Store> {
     let middleware = Middleware::default();
     let ctx = PluginContext {
         section: "store",
-        config: &loaded,
+        config: &*loaded,
         logger: Logger::none(),
         components: &components,
         service: &service,

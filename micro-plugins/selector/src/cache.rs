@@ -371,6 +371,9 @@ impl Inner {
                     slot.entry = None;
                 }
             }
+            // An action this selector does not know: forget the entry, so the next select
+            // reads the registry again.
+            _ => slot.entry = None,
         }
     }
 
@@ -404,7 +407,6 @@ impl Inner {
                 .or(Some(first));
         }
         let index = match strategy {
-            Strategy::Random => rand::rng().random_range(0..healthy.len()),
             Strategy::RoundRobin => {
                 let turn = slot
                     .turn
@@ -412,6 +414,9 @@ impl Inner {
                 slot.turn = Some(turn.wrapping_add(1));
                 turn % healthy.len()
             }
+            // Random, and any strategy added to the contract later that this selector does
+            // not implement yet.
+            _ => rand::rng().random_range(0..healthy.len()),
         };
         healthy.get(index).copied()
     }
@@ -429,11 +434,7 @@ impl Drop for Inner {
 fn describe(filters: &[Filter]) -> String {
     filters
         .iter()
-        .map(|f| match f {
-            Filter::Version(v) => format!("version {v}"),
-            Filter::Metadata(k, v) => format!("metadata {k}={v}"),
-            Filter::Endpoint(e) => format!("endpoint {e}"),
-        })
+        .map(Filter::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -441,10 +442,7 @@ fn describe(filters: &[Filter]) -> String {
 #[async_trait::async_trait]
 impl Selector for CacheSelector {
     fn name(&self) -> &str {
-        match self.inner.settings.strategy {
-            Strategy::Random => "random",
-            Strategy::RoundRobin => "roundrobin",
-        }
+        self.inner.settings.strategy.name()
     }
 
     async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node> {

@@ -433,7 +433,7 @@ fn build_plugins(components: &Components) -> Vec<Result<Arc<dyn Selector>>> {
     };
     let ctx = PluginContext {
         section: "selector",
-        config: &loaded,
+        config: &*loaded,
         logger: Logger::none(),
         components,
         service: &ServiceInfo::default(),

@@ -374,7 +374,7 @@ fn build(
     };
     factory(&PluginContext {
         section: "transport",
-        config: &loaded,
+        config: &*loaded,
         logger: micro_core::logger::Logger::none(),
         components: &Components::default(),
         service: &ServiceInfo::default(),

@@ -2,7 +2,8 @@
 //! config file is edited (hot reload). An invalid new file keeps the last good values and
 //! logs why.
 
-use super::{ConfigError, Loaded};
+use super::loader::Loaded;
+use crate::config::ConfigError;
 use notify::Watcher as _;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Reading YAML config files (through `yaml_serde`) into a JSON value tree, and the figment
 //! provider that carries one layer with its name.
 
-use super::ConfigError;
+use crate::config::ConfigError;
 use figment::value::{Dict, Map as FigmentMap};
 use figment::{Metadata, Profile, Provider};
 use serde_json::Value;

@@ -4,9 +4,9 @@
 //! `arg_prefix("x")` gives `--x_registry` and `X_REGISTRY`; `arg_prefix("")` gives
 //! `--registry` and `REGISTRY`.
 
-use super::durations::parse_duration;
-use super::loader::Schema;
-use super::{ConfigError, OptionKind};
+use super::schema::Schema;
+use crate::config::parse_duration;
+use crate::config::{ConfigError, OptionKind};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
