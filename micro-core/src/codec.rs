@@ -39,6 +39,12 @@ impl Format {
     /// Resolves a `Content-Type` header value; an empty value means JSON.
     pub fn from_content_type(content_type: &str) -> Result<Format> {
         let base = content_type.split(';').next().unwrap_or("").trim();
+        // No content type at all means JSON; parameters without a type (`;;;`) are not one.
+        let base = if base.is_empty() && !content_type.trim().is_empty() {
+            content_type.trim()
+        } else {
+            base
+        };
         let one_of = |names: &[&str]| names.iter().any(|n| base.eq_ignore_ascii_case(n));
         if one_of(&["", "application/json", "text/json", "application/json-rpc"]) {
             return Ok(Format::Json);
@@ -98,6 +104,17 @@ mod tests {
         let err = Format::from_content_type("text/csv").unwrap_err();
         assert_eq!(err.code, 415);
         assert!(err.detail.contains("application/json"), "{}", err.detail);
+    }
+
+    #[test]
+    fn parameters_without_a_type_are_not_json() {
+        assert_eq!(Format::from_content_type("").ok(), Some(Format::Json));
+        assert_eq!(Format::from_content_type("  ").ok(), Some(Format::Json));
+        for odd in [";;;", "; charset=utf-8", " ;"] {
+            let err = Format::from_content_type(odd).unwrap_err();
+            assert_eq!(err.code, 415, "{odd:?}: {err}");
+            assert!(err.detail.contains(odd.trim()), "{odd:?}: {}", err.detail);
+        }
     }
 
     #[test]

@@ -15,6 +15,34 @@ pub type UnaryFn = Arc<dyn Fn(Request) -> BoxFuture<'static, Result<Response>> +
 /// Serves a streaming endpoint: gets the opening request and the stream to talk on.
 pub type StreamFn = Arc<dyn Fn(Request, Stream) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
+/// Runs a handler's `work`, turning a panic into a 500 that names the endpoint (`endpoint`
+/// is asked only then), so one bad request never takes down a connection, the other calls
+/// on it, or the server. Every server plugin wraps its handlers in it.
+pub async fn catch_panic<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    endpoint: impl FnOnce() -> String,
+) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(crate::Error::internal(
+                "go.micro.server",
+                format!(
+                    "the handler of {} panicked: {message}; the server goes on serving, \
+                     fix the handler",
+                    endpoint()
+                ),
+            ))
+        }
+    }
+}
+
 /// How an endpoint is served.
 #[derive(Clone)]
 pub enum HandlerKind {

@@ -11,7 +11,7 @@ use micro_core::config::ServerConfig;
 use micro_core::logger::Logger;
 use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
-use micro_core::server::{Handler, HandlerKind, Server, Subscription};
+use micro_core::server::{Handler, HandlerKind, Server, Subscription, catch_panic};
 use micro_core::streaming;
 use micro_core::transport::{Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport};
 use micro_core::{Context, Error, Result};
@@ -449,6 +449,14 @@ fn route(inner: &Inner, request: Request) -> Result<(Request, Target)> {
     }
 }
 
+/// The endpoint a reply answers (its headers echo `Micro-Endpoint`), for error messages.
+fn endpoint_of(reply: &HeaderMap) -> String {
+    reply
+        .get(micro_core::transport::headers::ENDPOINT)
+        .unwrap_or("the endpoint")
+        .to_string()
+}
+
 /// The error for a streaming endpoint called without a stream.
 fn stream_only(request: &Request) -> Error {
     Error::bad_request(
@@ -474,13 +482,16 @@ async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<(
         other => other,
     };
     let result = match target {
-        Ok((request, Target::Unary(service))) => call_unary(inner, &service, request, &ctx).await,
+        Ok((request, Target::Unary(service))) => {
+            let call = call_unary(inner, &service, request, &ctx);
+            catch_panic(call, || endpoint_of(&reply)).await
+        }
         Ok((request, Target::Stream(f))) => {
             // A stream is stopped at its deadline (no grace: it would keep sending), and as
             // soon as its caller stops receiving.
             let work = async {
                 tokio::select! {
-                    result = f(request, stream) => result,
+                    result = catch_panic(f(request, stream), || endpoint_of(&reply)) => result,
                     _ = sender.closed() => {
                         ctx.cancel();
                         Err(Error::transport(ID, "the caller went away; the stream was stopped"))
