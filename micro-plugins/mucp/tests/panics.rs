@@ -47,6 +47,7 @@ fn handlers() -> Vec<Handler> {
     ]
 }
 
+#[allow(clippy::field_reassign_with_default)] // CallOptions is built field by field
 async fn start(transport: &Arc<dyn Transport>) -> (MucpServer, MucpClient, CallOptions) {
     let server = MucpServer::new(
         ServerConfig::default(),
