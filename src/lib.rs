@@ -19,53 +19,11 @@ pub use micro_core::*;
 pub use micro_derive::{Component, Wire};
 pub use micro_derive::{service, subscriber};
 
-/// What generated code uses, at absolute paths (`::micro::__private::...`); not a stable API.
+/// What generated code uses, at absolute paths (`::micro::__private::...`): micro-core's
+/// `__private` and, for `#[derive(Wire)]`, the facade's Cargo features; not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use micro_core::__private::*;
-    pub use micro_core::schema;
-    pub use micro_core::{
-        Context, Error, Result, Streaming, client, codec, in_process, in_process as local,
-        registry, server,
-    };
-    pub use schemars;
-
-    /// Helpers of the code `#[micro::service]` generates.
-    pub mod service {
-        use micro_core::__private::futures::{StreamExt, stream};
-        use micro_core::codec::Proto;
-        use micro_core::{Context, Streaming};
-
-        /// Wraps every message in [`Proto`] (protobuf services).
-        pub fn into_proto<T: Send + 'static>(messages: Streaming<T>) -> Streaming<Proto<T>> {
-            Streaming::new(messages.map(|m| m.map(Proto)))
-        }
-
-        /// Takes every message out of [`Proto`] (protobuf services).
-        pub fn from_proto<T: Send + 'static>(messages: Streaming<Proto<T>>) -> Streaming<T> {
-            Streaming::new(messages.map(|m| m.map(|Proto(inner)| inner)))
-        }
-
-        /// Ends `messages` with a 408 once `ctx`'s deadline passes, as a remote stream would
-        /// end (for in-process streams).
-        pub fn until_deadline<T: Send + 'static>(
-            ctx: Context,
-            messages: Streaming<T>,
-        ) -> Streaming<T> {
-            if ctx.deadline.is_none() {
-                return messages;
-            }
-            Streaming::new(stream::unfold(Some((ctx, messages)), |state| async move {
-                let (ctx, mut messages) = state?;
-                let next = async { Ok(messages.next().await) };
-                match micro_core::in_process::until_deadline(&ctx, next).await {
-                    Ok(Some(item)) => Some((item, Some((ctx, messages)))),
-                    Ok(None) => None,
-                    Err(err) => Some((Err(err), None)),
-                }
-            }))
-        }
-    }
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {

@@ -26,7 +26,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Library source files: the facade, the core, the macros, the conformance suites, the
-/// plugins and the CLI.
+/// plugins (with the example out-of-tree plugin) and the CLI.
 fn library_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in [
@@ -38,6 +38,7 @@ fn library_sources() -> Vec<PathBuf> {
         "micro-build/src",
         "micro-conformance/src",
         "micro-plugins",
+        "tests/example-plugin/src",
     ] {
         rust_files(&root().join(dir), &mut files);
     }
@@ -117,6 +118,29 @@ fn core_depends_on_no_plugin_crate() {
             "micro-derive.workspace = true"
         ],
         "micro-core depends on {deps:?}"
+    );
+}
+
+#[test]
+fn example_plugin_depends_on_the_contracts_only() {
+    let manifest = std::fs::read_to_string(root().join("tests/example-plugin/Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or("");
+    let deps: Vec<&str> = dependencies
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("micro"))
+        .collect();
+    assert_eq!(
+        deps,
+        [
+            "micro-core.workspace = true",
+            "micro-derive.workspace = true"
+        ],
+        "micro-example-plugin depends on {deps:?}"
     );
 }
 

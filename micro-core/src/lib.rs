@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod in_process;
 pub mod logger;
+mod macro_support;
 pub mod middleware;
 pub mod plugin;
 pub mod registry;
@@ -61,9 +62,19 @@ pub use plugin::{Components, Plugin, PluginContext, Plugins};
 pub use service::{BuildError, Built, NoPlugins, PluginSource, Service, ServiceBuilder};
 pub use streaming::Streaming;
 
-/// Re-exports for plugin crates and generated code; not a stable API.
+/// Re-exports for plugin crates and generated code (`#[micro::service]`,
+/// `#[micro::subscriber]` and `#[derive(Component)]` name everything they use through here
+/// or the contract modules); not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    /// Helpers of the code `#[micro::service]` generates.
+    pub mod service {
+        pub use crate::macro_support::*;
+    }
+    pub use crate::{
+        Context, Error, Result, Streaming, client, codec, in_process, in_process as local,
+        registry, schema, server,
+    };
     pub use async_trait::async_trait;
     pub use bytes::Bytes;
     pub use futures;

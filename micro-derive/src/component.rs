@@ -1,23 +1,9 @@
 //! `#[derive(Component)]`.
 
 use crate::service::doc_text;
-use proc_macro_crate::{FoundCrate, crate_name};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, Expr, Fields, Ident, Lit, LitStr, spanned::Spanned};
-
-/// The path to micro-core as the calling crate sees it.
-pub fn core_path() -> TokenStream {
-    let found = crate_name("micro-core").or_else(|_| crate_name("micro"));
-    match found {
-        Ok(FoundCrate::Itself) => quote!(crate),
-        Ok(FoundCrate::Name(name)) => {
-            let ident = Ident::new(&name, Span::call_site());
-            quote!(::#ident)
-        }
-        Err(_) => quote!(::micro),
-    }
-}
+use syn::{Data, DeriveInput, Expr, Fields, Lit, LitStr, spanned::Spanned};
 
 #[derive(Default)]
 struct FieldAttrs {
@@ -62,7 +48,7 @@ fn field_attrs(field: &syn::Field, errors: &mut Vec<syn::Error>) -> FieldAttrs {
 
 pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
-    let core = core_path();
+    let core = crate::paths::paths().core;
     let mut section: Option<LitStr> = None;
     let mut plugin: Option<LitStr> = None;
     let mut errors: Vec<syn::Error> = Vec::new();

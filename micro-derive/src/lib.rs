@@ -8,6 +8,7 @@
 extern crate proc_macro;
 
 mod component;
+mod paths;
 mod service;
 mod subscriber;
 mod wire;

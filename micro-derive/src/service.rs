@@ -7,8 +7,8 @@ mod codegen;
 mod support;
 
 pub(crate) use support::{
-    Codec, Errors, Message, doc_text, is_context_ref, micro_path, parse_codec, plain_name,
-    request_message, result_ok_type, streaming_item,
+    Codec, Errors, Message, doc_text, is_context_ref, parse_codec, plain_name, request_message,
+    result_ok_type, streaming_item,
 };
 
 use proc_macro2::{Span, TokenStream};
@@ -93,7 +93,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let service = read_trait(item, codec, &mut errors);
     errors.finish()?;
-    Ok(codegen::generate(&service, &micro_path()))
+    Ok(codegen::generate(&service, &crate::paths::paths().core))
 }
 
 fn read_trait(item: syn::ItemTrait, mut codec: Codec, errors: &mut Errors) -> Service {

@@ -3,7 +3,7 @@
 //! `micro::Service::builder().subscriber(...)`.
 
 use crate::service::{
-    Codec, Errors, doc_text, is_context_ref, micro_path, parse_codec, plain_name, request_message,
+    Codec, Errors, doc_text, is_context_ref, parse_codec, plain_name, request_message,
     result_ok_type,
 };
 use proc_macro2::{Span, TokenStream};
@@ -122,7 +122,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let Some(message) = message else {
         return Err(syn::Error::new(Span::call_site(), "no message type"));
     };
-    let micro = micro_path();
+    let micro = crate::paths::paths().core;
     let p = quote!(#micro::__private);
     let ty = &message.ty;
     let (wire, value) = match codec {

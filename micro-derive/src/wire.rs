@@ -88,7 +88,7 @@ fn locate(lit: &LitStr) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn config_checks(lit: &LitStr, core: &TokenStream) -> syn::Result<(TokenStream, TokenStream)> {
+fn config_checks(lit: &LitStr, facade: &TokenStream) -> syn::Result<(TokenStream, TokenStream)> {
     let shown = lit.value();
     let path = locate(lit).ok_or_else(|| {
         syn::Error::new(
@@ -118,7 +118,7 @@ fn config_checks(lit: &LitStr, core: &TokenStream) -> syn::Result<(TokenStream, 
             "{shown}:{line}: `{section}.plugin: {plugin}` needs the Cargo feature \"{feature}\" of micro, which is off: add it to the features of the micro dependency, or choose a compiled plugin"
         );
         checks.push(quote_spanned! {lit.span()=>
-            const _: () = ::core::assert!(#core::__private::feature_enabled(#feature), #message);
+            const _: () = ::core::assert!(#facade::__private::feature_enabled(#feature), #message);
         });
     }
     let absolute = path.display().to_string();
@@ -163,8 +163,14 @@ fn section_of(ty: &Type) -> Option<(&'static str, bool)> {
 
 pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
-    // Wire is for applications, which depend on the `micro` facade.
-    let core = quote!(::micro);
+    // Wire builds a service with the plugins compiled into the `micro` facade.
+    let Some(facade) = crate::paths::paths().facade else {
+        return Err(syn::Error::new(
+            name.span(),
+            "#[derive(Wire)] builds a service with the plugins of the `micro` facade: add \
+             `micro` to [dependencies] (micro-core alone has no plugins to wire)",
+        ));
+    };
     let mut config: Option<LitStr> = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("wire")) {
         attr.parse_nested_meta(|meta| {
@@ -205,7 +211,7 @@ pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     quote!(#ident: #get)
                 } else {
                     let message = format!("{field_name}: the {section} component is disabled; enable {section} to run this app");
-                    quote!(#ident: #get.ok_or_else(|| #core::Error::bad_request("go.micro.wire", #message))?)
+                    quote!(#ident: #get.ok_or_else(|| #facade::Error::bad_request("go.micro.wire", #message))?)
                 });
             }
             None => {
@@ -224,7 +230,7 @@ pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         return Err(err);
     }
     let (checks, config_call) = match &config {
-        Some(lit) => config_checks(lit, &core)?,
+        Some(lit) => config_checks(lit, &facade)?,
         None => (quote!(), quote!()),
     };
     Ok(quote! {
@@ -234,14 +240,14 @@ pub fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             pub const COMPONENTS: &'static [&'static str] = &[#(#sections),*];
 
             /// A service builder that builds only these components.
-            pub fn builder() -> #core::ServiceBuilder {
-                #core::Service::builder()
+            pub fn builder() -> #facade::ServiceBuilder {
+                #facade::Service::builder()
                     .only_components(Self::COMPONENTS)
                     #config_call
             }
 
             /// The typed components of a service built from [`Self::builder`].
-            pub fn wire(service: &#core::Service) -> #core::Result<Self> {
+            pub fn wire(service: &#facade::Service) -> #facade::Result<Self> {
                 ::core::result::Result::Ok(Self { #(#inits,)* })
             }
         }

@@ -1,11 +1,10 @@
-//! Helpers shared by `#[micro::service]` and `#[micro::subscriber]`: error collection, the
-//! facade's path, doc comments, and recognising micro's types in signatures.
+//! Helpers shared by `#[micro::service]` and `#[micro::subscriber]`: error collection, doc
+//! comments, and recognising micro's types in signatures.
 
-use proc_macro_crate::{FoundCrate, crate_name};
-use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use proc_macro2::TokenStream;
+use quote::ToTokens;
 use std::fmt::Display;
-use syn::{Attribute, Expr, GenericArgument, Ident, Lit, LitStr, Pat, PathArguments, Type};
+use syn::{Attribute, Expr, GenericArgument, Lit, LitStr, Pat, PathArguments, Type};
 
 /// Errors collected while reading the input, reported together.
 #[derive(Default)]
@@ -25,17 +24,6 @@ impl Errors {
 
     pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
-    }
-}
-
-/// The `micro` facade as the calling crate names it (`::micro` unless renamed).
-pub(crate) fn micro_path() -> TokenStream {
-    match crate_name("micro") {
-        Ok(FoundCrate::Name(name)) => {
-            let ident = Ident::new(&name, Span::call_site());
-            quote!(::#ident)
-        }
-        Ok(FoundCrate::Itself) | Err(_) => quote!(::micro),
     }
 }
 

@@ -14,6 +14,7 @@
 mod body;
 pub mod broker;
 mod client;
+mod conn;
 pub mod frame;
 mod headers;
 mod listen;

@@ -5,7 +5,7 @@
 
 use crate::ID;
 use crate::body::{self, BodyError, read_limited};
-use crate::client::{ClientConn, answer_message};
+use crate::conn::{ClientConn, answer_message};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;

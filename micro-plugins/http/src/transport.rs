@@ -1,6 +1,7 @@
 //! [`HttpTransport`]: the [`Transport`] value, its options and its plugin-table entry.
 
-use crate::client::{ClientConn, HttpConnection};
+use crate::client::HttpConnection;
+use crate::conn::ClientConn;
 use crate::server;
 use micro_core::logger::Logger;
 use micro_core::transport::{Connection, DialOptions, Listener, Transport};

@@ -18,6 +18,7 @@
 mod dir;
 mod files;
 mod registry;
+mod shared;
 mod watch;
 
 pub use dir::resolve_dir;

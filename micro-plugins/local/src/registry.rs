@@ -2,7 +2,7 @@
 
 use crate::dir::ERROR_ID;
 use crate::files::{self, NodeRecord};
-use crate::watch::Change;
+use crate::shared::{Change, Shared, blocking};
 use async_trait::async_trait;
 use micro_core::logger::Logger;
 use micro_core::registry::{
@@ -12,7 +12,7 @@ use micro_core::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{RwLock, broadcast};
+use tokio::sync::broadcast;
 
 /// How often a watcher re-reads the directory when nothing wakes it earlier.
 const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,21 +26,7 @@ const CHANGES: usize = 1024;
 /// other processes. See the crate documentation for the on-disk format.
 #[derive(Clone)]
 pub struct LocalRegistry {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub logger: Logger,
-    pub scan_interval: Duration,
-    /// Changes made through this value (and its clones), for its watchers: reported at
-    /// once, so even a node registered and deregistered between two scans is seen.
-    pub changes: broadcast::Sender<Change>,
-    /// Orders changes against watcher scans: `register`/`deregister` hold it shared while
-    /// they write and announce, a watcher holds it exclusively while it takes in the
-    /// announced changes and scans. So a change a watcher receives later is newer than its
-    /// snapshot, never older.
-    pub order: Arc<RwLock<()>>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for LocalRegistry {
@@ -66,7 +52,7 @@ impl LocalRegistry {
             )
         })?;
         Ok(LocalRegistry {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 dir,
                 logger: Logger::none(),
                 scan_interval: DEFAULT_SCAN_INTERVAL,
@@ -93,8 +79,8 @@ impl LocalRegistry {
         &self.inner.dir
     }
 
-    fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Inner {
+    fn rebuild(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut inner = Shared {
             dir: self.inner.dir.clone(),
             logger: self.inner.logger.clone(),
             scan_interval: self.inner.scan_interval,
@@ -106,37 +92,6 @@ impl LocalRegistry {
             inner: Arc::new(inner),
         }
     }
-
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
-    /// Live node records (of one service when `service` is given).
-    pub(crate) async fn records(&self, service: Option<&str>) -> Result<Vec<NodeRecord>> {
-        let inner = self.inner.clone();
-        let service = service.map(str::to_string);
-        blocking(move || {
-            files::scan(&inner.dir, service.as_deref(), &inner.logger).map_err(|err| {
-                Error::internal(
-                    ERROR_ID,
-                    format!("local registry: cannot read {}: {err}", inner.dir.display()),
-                )
-            })
-        })
-        .await
-    }
-}
-
-/// Runs blocking file-system work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|err| {
-        Error::internal(
-            ERROR_ID,
-            format!("local registry: file-system task failed: {err}"),
-        )
-    })?
 }
 
 fn check_service(service: &Service) -> Result<()> {
@@ -240,7 +195,7 @@ impl Registry for LocalRegistry {
     }
 
     async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
-        let records = self.records(Some(name)).await?;
+        let records = self.inner.records(Some(name)).await?;
         let services = files::group(records.iter().filter(|r| r.service.name == name));
         if services.is_empty() {
             return Err(Error::not_found(
@@ -252,11 +207,11 @@ impl Registry for LocalRegistry {
     }
 
     async fn list_services(&self) -> Result<Vec<Service>> {
-        let records = self.records(None).await?;
+        let records = self.inner.records(None).await?;
         Ok(files::group(&records))
     }
 
     async fn watch(&self, options: WatchOptions) -> Result<Watcher> {
-        crate::watch::start(self.clone(), options).await
+        crate::watch::start(self.inner.clone(), options).await
     }
 }

@@ -4,7 +4,7 @@
 //! straight from `register`/`deregister` too, so none of them is missed between two scans.
 
 use crate::files::{self, NodeRecord};
-use crate::registry::{LocalRegistry, blocking};
+use crate::shared::{Change, Key, Shared, blocking};
 use futures::StreamExt;
 use micro_core::Result;
 use micro_core::logger::Logger;
@@ -17,20 +17,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 
-/// (service, version, node id).
-pub(crate) type Key = (String, String, String);
-
 /// Live records by key.
 type Snapshot = BTreeMap<Key, NodeRecord>;
-
-/// A change made through one registry value, sent to its own watchers right away.
-#[derive(Debug, Clone)]
-pub(crate) enum Change {
-    /// A node was written.
-    Put(NodeRecord),
-    /// A node was removed.
-    Remove(Key),
-}
 
 /// Lets a burst of file-system events (temp file, rename, ...) settle into one re-scan.
 const SETTLE: Duration = Duration::from_millis(20);
@@ -39,18 +27,17 @@ const BUFFER: usize = 64;
 
 /// Starts a watcher: the snapshot is taken before this returns, so every change after it is
 /// reported. The background task ends when the returned stream is dropped.
-pub(crate) async fn start(registry: LocalRegistry, options: WatchOptions) -> Result<Watcher> {
+pub(crate) async fn start(registry: Arc<Shared>, options: WatchOptions) -> Result<Watcher> {
     let wake = Arc::new(Notify::new());
-    let inner = registry.inner().clone();
-    let (dir, logger) = (inner.dir.clone(), inner.logger.clone());
+    let (dir, logger) = (registry.dir.clone(), registry.logger.clone());
     let filter = options.service.clone();
     let notifier = {
         let wake = wake.clone();
         blocking(move || Ok(fs_watcher(&dir, filter.as_deref(), wake, &logger))).await?
     };
-    // Subscribe and snapshot with no local change in between (see `Inner::order`).
-    let order = inner.order.write().await;
-    let changes = inner.changes.subscribe();
+    // Subscribe and snapshot with no local change in between (see `Shared::order`).
+    let order = registry.order.write().await;
+    let changes = registry.changes.subscribe();
     let snapshot = snapshot(&registry, options.service.as_deref()).await?;
     drop(order);
     let (tx, mut rx) = mpsc::channel(BUFFER);
@@ -113,7 +100,7 @@ fn relevant(event: &notify::Event, scope: Option<&Path>) -> bool {
     })
 }
 
-async fn snapshot(registry: &LocalRegistry, service: Option<&str>) -> Result<Snapshot> {
+async fn snapshot(registry: &Arc<Shared>, service: Option<&str>) -> Result<Snapshot> {
     let records = registry.records(service).await?;
     Ok(records
         .into_iter()
@@ -124,7 +111,7 @@ async fn snapshot(registry: &LocalRegistry, service: Option<&str>) -> Result<Sna
 
 /// The state of one watcher's background task.
 struct Watch {
-    registry: LocalRegistry,
+    registry: Arc<Shared>,
     options: WatchOptions,
     wake: Arc<Notify>,
     changes: Option<broadcast::Receiver<Change>>,
@@ -133,8 +120,8 @@ struct Watch {
 
 impl Watch {
     async fn run(mut self, mut current: Snapshot, notifier: Option<RecommendedWatcher>) {
-        let interval = self.registry.inner().scan_interval;
-        let logger = self.registry.inner().logger.clone();
+        let interval = self.registry.scan_interval;
+        let logger = self.registry.logger.clone();
         loop {
             let deadline = next_scan(&current, interval);
             let local = async {
@@ -160,8 +147,8 @@ impl Watch {
                 _ = self.wake.notified() => tokio::time::sleep(SETTLE).await,
                 _ = tokio::time::sleep_until(deadline) => {}
             }
-            let inner = self.registry.inner().clone();
-            let order = inner.order.write().await;
+            let registry = self.registry.clone();
+            let order = registry.order.write().await;
             // Announced changes are older than the scan: take them in first, in order.
             let mut events = self.drain(&mut current);
             let scanned = snapshot(&self.registry, self.options.service.as_deref()).await;
