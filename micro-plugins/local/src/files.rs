@@ -5,6 +5,7 @@
 //! Names starting with `.` are temporary files (`.tmp*` while writing, `.reap*` while
 //! removing an expired record) and are never read as records.
 
+use crate::record_file::{self, MAX_RECORD_SIZE};
 use micro_core::logger::Logger;
 use micro_core::registry::{Node, Service, version_or_latest};
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,17 @@ pub(crate) fn write_record(base: &Path, record: &NodeRecord) -> io::Result<PathB
         .parent()
         .ok_or_else(|| io::Error::other("record path has no parent"))?;
     let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+    if bytes.len() as u64 > MAX_RECORD_SIZE {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "the record of {} is {} bytes, over the {MAX_RECORD_SIZE}-byte limit of the \
+                 local registry: publish fewer or smaller endpoint schemas",
+                record.service.name,
+                bytes.len()
+            ),
+        ));
+    }
     // A concurrent deregister or scan may remove the (empty) version directory between our
     // mkdir and the temp file's creation: create it again and retry.
     let mut attempt = 0;
@@ -279,7 +291,7 @@ pub(crate) fn read_record(base: &Path, path: &Path, logger: &Logger) -> Option<N
         skip(&"not a .json record");
         return None;
     }
-    let bytes = match std::fs::read(path) {
+    let bytes = match record_file::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return None,
         Err(err) => {
@@ -328,7 +340,7 @@ fn reap(path: &Path, logger: &Logger) {
     if std::fs::rename(path, grave.path()).is_err() {
         return; // someone else removed or replaced it
     }
-    let still_expired = std::fs::read(grave.path())
+    let still_expired = record_file::read(grave.path())
         .ok()
         .and_then(|bytes| serde_json::from_slice::<NodeRecord>(&bytes).ok())
         .is_none_or(|r| r.expired(now_millis()));

@@ -17,6 +17,7 @@
 
 mod dir;
 mod files;
+mod record_file;
 mod registry;
 mod shared;
 mod watch;

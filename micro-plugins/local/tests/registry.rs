@@ -385,3 +385,43 @@ async fn plugin_uses_the_builders_environment() {
     assert!(made[0].starts_with("micro-"), "{made:?}");
     assert!(is_private_dir(&tmp.path().join(&made[0]).join("registry")));
 }
+
+/// Issue 18, item 6: a FIFO, an oversized file or a link named like a record sits in the
+/// directory; lookups skip it and answer at once instead of hanging on the FIFO.
+#[tokio::test]
+async fn special_and_oversized_files_are_skipped_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = LocalRegistry::new(dir.path()).unwrap();
+    reg.register(
+        &service("greeter", "1.0.0", &["a"]),
+        RegisterOptions::default(),
+    )
+    .await
+    .unwrap();
+    let version_dir = std::fs::read_dir(dir.path().join("greeter"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let fifo = version_dir.join("x.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    std::fs::write(version_dir.join("big.json"), vec![b' '; (1 << 20) + 1]).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", version_dir.join("zero.json")).unwrap();
+    for _ in 0..3 {
+        let found = tokio::time::timeout(Duration::from_secs(5), reg.get_service("greeter"))
+            .await
+            .expect("a lookup answers although a FIFO sits in the directory")
+            .unwrap();
+        assert_eq!(ids(&found[0]), ["a"]);
+        let all = tokio::time::timeout(Duration::from_secs(5), reg.list_services())
+            .await
+            .expect("a listing answers too")
+            .unwrap();
+        assert_eq!(all.len(), 1);
+    }
+}
