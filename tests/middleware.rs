@@ -124,11 +124,7 @@ async fn call_and_attempt_layers_run_once_per_call_and_attempt() {
         assert_eq!(got, 1);
     }
     // A call to an address nobody serves fails before it starts, so it is retried.
-    let nowhere = CallOptions {
-        address: Some("memory:nobody".into()),
-        retries: Some(2),
-        ..Default::default()
-    };
+    let nowhere = CallOptions::default().address("memory:nobody").retries(2);
     let _ = client::call::<u64, u64>(
         client.as_ref(),
         &Context::new(),

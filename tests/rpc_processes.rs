@@ -424,11 +424,7 @@ async fn kill_mid_request(endpoint: &str, idempotent: bool) -> (micro::Result<Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let method = format!("Peer.{}{}", endpoint[..1].to_uppercase(), &endpoint[1..]);
-    let options = CallOptions {
-        idempotent,
-        retries: Some(2),
-        ..Default::default()
-    };
+    let options = CallOptions::default().idempotent(idempotent).retries(2);
     let call = tokio::spawn(async move {
         client::call::<Hello, Reply>(
             client.as_ref(),

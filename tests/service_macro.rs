@@ -292,10 +292,7 @@ async fn in_process_calls_run_middleware_and_deadlines() {
         &HelloRequest {
             name: "John".into(),
         },
-        CallOptions {
-            retries: Some(0),
-            ..Default::default()
-        },
+        CallOptions::default().retries(0),
     )
     .await;
     assert!(

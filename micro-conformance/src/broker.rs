@@ -143,7 +143,7 @@ pub async fn check_queue_group(b: Arc<dyn Broker>) {
     let (all_tx, mut all_rx) = mpsc::unbounded_channel();
     let mut subs = Vec::new();
     for tag in 0..3 {
-        let options = SubscribeOptions::queue("workers");
+        let options = SubscribeOptions::default().queue("workers");
         subs.push(collect(check, &b, &topic, options, tag, group_tx.clone()).await);
     }
     subs.push(collect(check, &b, &topic, SubscribeOptions::default(), 9, all_tx).await);
@@ -182,7 +182,7 @@ pub async fn check_two_groups(b: Arc<dyn Broker>) {
                 check,
                 &b,
                 &topic,
-                SubscribeOptions::queue("a"),
+                SubscribeOptions::default().queue("a"),
                 tag,
                 a_tx.clone(),
             )
@@ -193,7 +193,7 @@ pub async fn check_two_groups(b: Arc<dyn Broker>) {
                 check,
                 &b,
                 &topic,
-                SubscribeOptions::queue("b"),
+                SubscribeOptions::default().queue("b"),
                 tag,
                 b_tx.clone(),
             )

@@ -82,13 +82,12 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn manual(group: Option<String>, offset: Offset) -> ConsumeOptions {
-    ConsumeOptions {
-        group,
-        offset,
-        auto_ack: false,
-        ack_wait: ACK_WAIT,
-        ..Default::default()
-    }
+    let mut options = ConsumeOptions::default()
+        .offset(offset)
+        .auto_ack(false)
+        .ack_wait(ACK_WAIT);
+    options.group = group;
+    options
 }
 
 /// Published events are read back oldest first, paged by limit and offset.
@@ -102,7 +101,10 @@ pub async fn check_publish_read(events: Arc<dyn Events>) {
         let events = events.clone();
         let topic = topic.clone();
         async move {
-            match events.read(&topic, ReadOptions { limit, offset }).await {
+            match events
+                .read(&topic, ReadOptions::default().limit(limit).offset(offset))
+                .await
+            {
                 Ok(list) => list,
                 Err(err) => panic!("{check}: read failed: {err}"),
             }
@@ -174,10 +176,7 @@ pub async fn check_metadata(events: Arc<dyn Events>) {
     ]
     .into();
     let payload = Bytes::from_static(&[0, 1, 2, 255, b'{']);
-    let options = PublishOptions {
-        metadata: metadata.clone(),
-        ..Default::default()
-    };
+    let options = PublishOptions::default().metadata(metadata.clone());
     events
         .publish(&topic, payload.clone(), options)
         .await
@@ -189,10 +188,7 @@ pub async fn check_metadata(events: Arc<dyn Events>) {
     assert_eq!(read.len(), 1, "{check}: one event in history");
     assert_eq!(read[0].metadata, metadata, "{check}: metadata in history");
     assert_eq!(read[0].payload, payload, "{check}: payload in history");
-    let options = ConsumeOptions {
-        offset: Offset::Earliest,
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default().offset(Offset::Earliest);
     let mut consumer = consume(&events, check, &topic, options).await;
     let event = next(&mut consumer, check, "the event").await;
     assert_eq!(event.metadata, metadata, "{check}: metadata when consumed");
@@ -233,10 +229,7 @@ pub async fn check_consume_earliest(events: Arc<dyn Events>) {
     for i in 0..3 {
         publish(&events, check, &topic, &i.to_string()).await;
     }
-    let options = ConsumeOptions {
-        offset: Offset::Earliest,
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default().offset(Offset::Earliest);
     let mut consumer = consume(&events, check, &topic, options).await;
     for i in 0..3 {
         assert_eq!(
@@ -264,10 +257,7 @@ pub async fn check_consume_since(events: Arc<dyn Events>) {
     tokio::time::sleep(Duration::from_millis(250)).await;
     publish(&events, check, &topic, "after1").await;
     publish(&events, check, &topic, "after2").await;
-    let options = ConsumeOptions {
-        offset: Offset::Since(since),
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default().offset(Offset::Since(since));
     let mut consumer = consume(&events, check, &topic, options).await;
     assert_eq!(
         text(&next(&mut consumer, check, "after1").await),
@@ -291,11 +281,8 @@ pub async fn check_consume_since(events: Arc<dyn Events>) {
 pub async fn check_group_split(events: Arc<dyn Events>) {
     let check = "check_group_split";
     let topic = unique("split");
-    let group = Some(unique("group"));
-    let options = ConsumeOptions {
-        group: group.clone(),
-        ..Default::default()
-    };
+    let group = unique("group");
+    let options = ConsumeOptions::default().group(group.clone());
     let mut a = consume(&events, check, &topic, options.clone()).await;
     let mut b = consume(&events, check, &topic, options).await;
     for i in 0..20 {
@@ -337,20 +324,14 @@ pub async fn check_two_groups(events: Arc<dyn Events>) {
         &events,
         check,
         &topic,
-        ConsumeOptions {
-            group: Some(unique("g1")),
-            ..Default::default()
-        },
+        ConsumeOptions::default().group(unique("g1")),
     )
     .await;
     let mut second = consume(
         &events,
         check,
         &topic,
-        ConsumeOptions {
-            group: Some(unique("g2")),
-            ..Default::default()
-        },
+        ConsumeOptions::default().group(unique("g2")),
     )
     .await;
     for i in 0..5 {
@@ -371,11 +352,8 @@ pub async fn check_two_groups(events: Arc<dyn Events>) {
 pub async fn check_group_resumes(events: Arc<dyn Events>) {
     let check = "check_group_resumes";
     let topic = unique("resume");
-    let group = Some(unique("group"));
-    let options = ConsumeOptions {
-        group: group.clone(),
-        ..Default::default()
-    };
+    let group = unique("group");
+    let options = ConsumeOptions::default().group(group.clone());
     let mut consumer = consume(&events, check, &topic, options).await;
     for i in 0..3 {
         publish(&events, check, &topic, &i.to_string()).await;
@@ -392,11 +370,9 @@ pub async fn check_group_resumes(events: Arc<dyn Events>) {
         publish(&events, check, &topic, &i.to_string()).await;
     }
     // Earliest applies to a new group only; this group exists and continues.
-    let options = ConsumeOptions {
-        group,
-        offset: Offset::Earliest,
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default()
+        .group(group)
+        .offset(Offset::Earliest);
     let mut consumer = consume(&events, check, &topic, options).await;
     for i in 3..5 {
         assert_eq!(

@@ -63,13 +63,11 @@ fn service(name: &str, version: &str, nodes: Vec<Node>) -> Service {
 }
 
 fn forever() -> RegisterOptions {
-    RegisterOptions { ttl: None }
+    RegisterOptions::default()
 }
 
 fn ttl(secs: u64) -> RegisterOptions {
-    RegisterOptions {
-        ttl: Some(Duration::from_secs(secs)),
-    }
+    RegisterOptions::default().ttl(Duration::from_secs(secs))
 }
 
 fn node_ids(service: &Service) -> Vec<String> {
@@ -388,9 +386,7 @@ pub async fn check_watch_filter(r: Arc<dyn Registry>) {
     let watched = unique("conformance-watched");
     let other = unique("conformance-other");
     let mut watcher = r
-        .watch(WatchOptions {
-            service: Some(watched.clone()),
-        })
+        .watch(WatchOptions::default().service(watched.clone()))
         .await
         .expect(check);
     let o = service(&other, "1.0.0", vec![node("o", "127.0.0.1:9201")]);

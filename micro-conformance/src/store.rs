@@ -81,12 +81,10 @@ async fn list(store: &Arc<dyn Store>, check: &str, options: ListOptions) -> Vec<
 }
 
 fn prefix(limit: usize, offset: usize) -> ReadOptions {
-    ReadOptions {
-        prefix: true,
-        limit,
-        offset,
-        ..Default::default()
-    }
+    ReadOptions::default()
+        .prefix(true)
+        .limit(limit)
+        .offset(offset)
 }
 
 fn names(keys: &[&str]) -> Vec<String> {
@@ -107,15 +105,7 @@ async fn await_expiry(store: &Arc<dyn Store>, check: &str, key: &str) {
         }
         tokio::time::sleep(POLL).await;
     }
-    let listed = list(
-        store,
-        check,
-        ListOptions {
-            prefix: Some(key.to_string()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let listed = list(store, check, ListOptions::default().prefix(key)).await;
     assert!(
         !listed.iter().any(|k| k == key),
         "{check}: expired {key:?} still listed: {listed:?}"
@@ -264,10 +254,7 @@ pub async fn check_suffix(store: Arc<dyn Store>) {
         &store,
         check,
         &format!("{id}.txt"),
-        ReadOptions {
-            suffix: true,
-            ..Default::default()
-        },
+        ReadOptions::default().suffix(true),
     )
     .await;
     assert_eq!(
@@ -287,11 +274,7 @@ pub async fn check_prefix_suffix(store: Arc<dyn Store>) {
     for key in hits.iter().chain(misses.iter()) {
         put(&store, check, record(key, "v")).await;
     }
-    let options = ReadOptions {
-        prefix: true,
-        suffix: true,
-        ..Default::default()
-    };
+    let options = ReadOptions::default().prefix(true).suffix(true);
     let found = keys_of(&store, check, &id, options).await;
     assert_eq!(
         found,
@@ -333,12 +316,7 @@ pub async fn check_limit_offset(store: Arc<dyn Store>) {
         keys_of(&store, check, &p, prefix(0, 10)).await.is_empty(),
         "{check}: offset past the end"
     );
-    let suffix = ReadOptions {
-        suffix: true,
-        limit: 1,
-        offset: 1,
-        ..Default::default()
-    };
+    let suffix = ReadOptions::default().suffix(true).limit(1).offset(1);
     let mut odd: Vec<String> = Vec::new();
     for key in [
         format!("a-{id}.odd"),
@@ -366,12 +344,13 @@ pub async fn check_list(store: Arc<dyn Store>) {
     for key in &keys {
         put(&store, check, record(key, "v")).await;
     }
-    let opts = |suffix: Option<&str>, limit, offset| ListOptions {
-        prefix: Some(format!("{id}/")),
-        suffix: suffix.map(str::to_string),
-        limit,
-        offset,
-        ..Default::default()
+    let opts = |suffix: Option<&str>, limit, offset| {
+        let mut options = ListOptions::default()
+            .prefix(format!("{id}/"))
+            .limit(limit)
+            .offset(offset);
+        options.suffix = suffix.map(str::to_string);
+        options
     };
     let sorted = names(&[&keys[1], &keys[0], &keys[2], &keys[3], &keys[4]]);
     assert_eq!(
@@ -400,10 +379,7 @@ pub async fn check_list(store: Arc<dyn Store>) {
         sorted[3..].to_vec(),
         "{check}: offset"
     );
-    let by_suffix = ListOptions {
-        suffix: Some(format!("{id}/c.bin")),
-        ..Default::default()
-    };
+    let by_suffix = ListOptions::default().suffix(format!("{id}/c.bin"));
     assert_eq!(
         list(&store, check, by_suffix).await,
         vec![keys[2].clone()],
@@ -416,10 +392,7 @@ pub async fn check_expiry_field(store: Arc<dyn Store>) {
     let check = "check_expiry_field";
     let ttl = Duration::from_secs(3600);
     let with = unique("expiry_with");
-    let options = WriteOptions {
-        ttl: Some(ttl),
-        ..Default::default()
-    };
+    let options = WriteOptions::default().ttl(ttl);
     store
         .write(record(&with, "v"), options)
         .await
@@ -451,10 +424,7 @@ pub async fn check_ttl_expiry(store: Arc<dyn Store>) {
     let check = "check_ttl_expiry";
     let key = unique("ttl");
     let kept = format!("{key}_kept");
-    let options = WriteOptions {
-        ttl: Some(SHORT_TTL),
-        ..Default::default()
-    };
+    let options = WriteOptions::default().ttl(SHORT_TTL);
     store
         .write(record(&key, "v"), options)
         .await
@@ -484,10 +454,7 @@ pub async fn check_ttl_overrides_record_expiry(store: Arc<dyn Store>) {
     let key = unique("override");
     let mut rec = record(&key, "v");
     rec.expiry = Some(Duration::from_secs(3600));
-    let options = WriteOptions {
-        ttl: Some(SHORT_TTL),
-        ..Default::default()
-    };
+    let options = WriteOptions::default().ttl(SHORT_TTL);
     store
         .write(rec, options)
         .await
@@ -508,10 +475,7 @@ pub async fn check_scopes(store: Arc<dyn Store>) {
         Scope::new(&db2, &t1),
     ];
     for (i, scope) in scopes.iter().enumerate() {
-        let options = WriteOptions {
-            scope: scope.clone(),
-            ..Default::default()
-        };
+        let options = WriteOptions::default().scope(scope.clone());
         store
             .write(record(&key, &format!("v{i}")), options)
             .await
@@ -519,10 +483,7 @@ pub async fn check_scopes(store: Arc<dyn Store>) {
     }
     expect_missing(&store, check, &key, ReadOptions::default()).await;
     for (i, scope) in scopes.iter().enumerate() {
-        let options = ReadOptions {
-            scope: scope.clone(),
-            ..Default::default()
-        };
+        let options = ReadOptions::default().scope(scope.clone());
         let got = store
             .read(&key, options)
             .await
@@ -533,34 +494,18 @@ pub async fn check_scopes(store: Arc<dyn Store>) {
             Bytes::from(format!("v{i}")),
             "{check}: value in {scope:?}"
         );
-        let listed = list(
-            &store,
-            check,
-            ListOptions {
-                scope: scope.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+        let listed = list(&store, check, ListOptions::default().scope(scope.clone())).await;
         assert_eq!(listed, vec![key.clone()], "{check}: list in {scope:?}");
     }
-    let delete = DeleteOptions {
-        scope: scopes[0].clone(),
-    };
+    let delete = DeleteOptions::default().scope(scopes[0].clone());
     store
         .delete(&key, delete)
         .await
         .unwrap_or_else(|e| panic!("{check}: delete: {e}"));
-    let first = ReadOptions {
-        scope: scopes[0].clone(),
-        ..Default::default()
-    };
+    let first = ReadOptions::default().scope(scopes[0].clone());
     expect_missing(&store, check, &key, first).await;
     for scope in &scopes[1..] {
-        let options = ReadOptions {
-            scope: scope.clone(),
-            ..Default::default()
-        };
+        let options = ReadOptions::default().scope(scope.clone());
         let got = store
             .read(&key, options)
             .await

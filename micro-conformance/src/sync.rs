@@ -32,7 +32,10 @@ const SHORT_TTL: Duration = Duration::from_millis(500);
 const LEASE: Duration = Duration::from_secs(1);
 
 fn lock_options(ttl: Option<Duration>, wait: Option<Duration>) -> LockOptions {
-    LockOptions { ttl, wait }
+    let mut options = LockOptions::default();
+    options.ttl = ttl;
+    options.wait = wait;
+    options
 }
 
 async fn within<T>(check: &str, what: &str, future: impl Future<Output = T>) -> T {
@@ -43,7 +46,7 @@ async fn within<T>(check: &str, what: &str, future: impl Future<Output = T>) -> 
 }
 
 async fn lead(sync: &Arc<dyn Sync>, check: &str, id: &str) -> Box<dyn Leader> {
-    let options = LeaderOptions { ttl: Some(LEASE) };
+    let options = LeaderOptions::default().ttl(LEASE);
     match within(check, "becoming leader", sync.leader(id, options)).await {
         Ok(leader) => leader,
         Err(err) => panic!("{check}: leader({id:?}) failed: {err}"),
@@ -218,7 +221,7 @@ pub async fn check_leader_resign(sync: Arc<dyn Sync>) {
     assert_eq!(first.id(), id, "{check}: leader id");
     let second = {
         let (sync, id) = (sync.clone(), id.clone());
-        tokio::spawn(async move { sync.leader(&id, LeaderOptions { ttl: Some(LEASE) }).await })
+        tokio::spawn(async move { sync.leader(&id, LeaderOptions::default().ttl(LEASE)).await })
     };
     // Longer than the lease: a live leader renews it.
     tokio::time::sleep(LEASE + LEASE / 2).await;
@@ -254,7 +257,7 @@ pub async fn check_leader_dies(sync: Arc<dyn Sync>) {
     assert!(first.is_leader(), "{check}: first candidate leads");
     let second = {
         let (sync, id) = (sync.clone(), id.clone());
-        tokio::spawn(async move { sync.leader(&id, LeaderOptions { ttl: Some(LEASE) }).await })
+        tokio::spawn(async move { sync.leader(&id, LeaderOptions::default().ttl(LEASE)).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!second.is_finished(), "{check}: second candidate must wait");

@@ -81,17 +81,19 @@ pub struct Rule {
     pub priority: i32,
 }
 
-/// Options of [`Auth::generate`].
-#[derive(Debug, Clone, Default)]
-pub struct GenerateOptions {
-    /// Metadata for the account.
-    pub metadata: BTreeMap<String, String>,
-    /// Scopes for the account.
-    pub scopes: Vec<String>,
-    /// `user` or `service` (default `user`).
-    pub type_: Option<String>,
-    /// Secret to set; generated when `None`.
-    pub secret: Option<String>,
+option_struct! {
+    /// Options of [`Auth::generate`].
+    #[derive(Debug, Clone, Default)]
+    pub struct GenerateOptions {
+        /// Metadata for the account.
+        pub metadata: BTreeMap<String, String>,
+        /// Scopes for the account.
+        pub scopes: Vec<String>,
+        /// `user` or `service` (default `user`).
+        pub type_: Option<String>,
+        /// Secret to set; generated when `None`.
+        pub secret: Option<String>,
+    }
 }
 
 /// How to get a token: with an account's credentials or a refresh token.

@@ -107,13 +107,15 @@ where
     Arc::new(move |d| Box::pin(f(d)))
 }
 
-/// Options of [`Broker::subscribe`].
-#[derive(Debug, Clone)]
-pub struct SubscribeOptions {
-    /// Queue group: each message goes to one member of the group. `None` = broadcast.
-    pub queue: Option<String>,
-    /// Ack after the handler returns `Ok` (default `true`).
-    pub auto_ack: bool,
+option_struct! {
+    /// Options of [`Broker::subscribe`].
+    #[derive(Debug, Clone)]
+    pub struct SubscribeOptions {
+        /// Queue group: each message goes to one member of the group. `None` = broadcast.
+        pub queue: Option<String>,
+        /// Ack after the handler returns `Ok` (default `true`).
+        pub auto_ack: bool,
+    }
 }
 
 impl Default for SubscribeOptions {
@@ -121,16 +123,6 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             queue: None,
             auto_ack: true,
-        }
-    }
-}
-
-impl SubscribeOptions {
-    /// Options for a member of queue group `queue`.
-    pub fn queue(queue: impl Into<String>) -> Self {
-        SubscribeOptions {
-            queue: Some(queue.into()),
-            ..Default::default()
         }
     }
 }

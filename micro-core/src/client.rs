@@ -57,21 +57,23 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Options of one call; unset fields take the client's configured values.
-#[derive(Debug, Clone, Default)]
-pub struct CallOptions {
-    /// Call this address directly instead of asking the selector.
-    pub address: Option<String>,
-    /// Retries after the first attempt.
-    pub retries: Option<u32>,
-    /// Overall time limit of the call (tightened by the context's deadline).
-    pub request_timeout: Option<Duration>,
-    /// The endpoint is safe to run twice, so any failure may be retried.
-    pub idempotent: bool,
-    /// Filters and strategy for node selection.
-    pub select: SelectOptions,
-    /// Content type of the request (default: the client's).
-    pub content_type: Option<String>,
+option_struct! {
+    /// Options of one call; unset fields take the client's configured values.
+    #[derive(Debug, Clone, Default)]
+    pub struct CallOptions {
+        /// Call this address directly instead of asking the selector.
+        pub address: Option<String>,
+        /// Retries after the first attempt.
+        pub retries: Option<u32>,
+        /// Overall time limit of the call (tightened by the context's deadline).
+        pub request_timeout: Option<Duration>,
+        /// The endpoint is safe to run twice, so any failure may be retried.
+        pub idempotent: bool,
+        /// Filters and strategy for node selection.
+        pub select: SelectOptions,
+        /// Content type of the request (default: the client's).
+        pub content_type: Option<String>,
+    }
 }
 
 /// Calls services.

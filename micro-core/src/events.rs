@@ -101,29 +101,33 @@ pub enum Offset {
     Since(SystemTime),
 }
 
-/// Options of [`Events::publish`].
-#[derive(Debug, Clone, Default)]
-pub struct PublishOptions {
-    /// Metadata stored with the event.
-    pub metadata: BTreeMap<String, String>,
-    /// Timestamp to use instead of now.
-    pub timestamp: Option<SystemTime>,
+option_struct! {
+    /// Options of [`Events::publish`].
+    #[derive(Debug, Clone, Default)]
+    pub struct PublishOptions {
+        /// Metadata stored with the event.
+        pub metadata: BTreeMap<String, String>,
+        /// Timestamp to use instead of now.
+        pub timestamp: Option<SystemTime>,
+    }
 }
 
-/// Options of [`Events::consume`].
-#[derive(Debug, Clone)]
-pub struct ConsumeOptions {
-    /// Consumer group: each event goes to one consumer of the group, and the group's
-    /// position is shared. `None` = a private group for this consumer alone.
-    pub group: Option<String>,
-    /// Where a new group starts.
-    pub offset: Offset,
-    /// Ack each event as it is handed out (default `true`).
-    pub auto_ack: bool,
-    /// Without auto-ack: redeliver an event not acked within this long.
-    pub ack_wait: Duration,
-    /// Deliveries after the first before an event is dropped; `None` = no limit.
-    pub retry_limit: Option<u32>,
+option_struct! {
+    /// Options of [`Events::consume`].
+    #[derive(Debug, Clone)]
+    pub struct ConsumeOptions {
+        /// Consumer group: each event goes to one consumer of the group, and the group's
+        /// position is shared. `None` = a private group for this consumer alone.
+        pub group: Option<String>,
+        /// Where a new group starts.
+        pub offset: Offset,
+        /// Ack each event as it is handed out (default `true`).
+        pub auto_ack: bool,
+        /// Without auto-ack: redeliver an event not acked within this long.
+        pub ack_wait: Duration,
+        /// Deliveries after the first before an event is dropped; `None` = no limit.
+        pub retry_limit: Option<u32>,
+    }
 }
 
 impl Default for ConsumeOptions {
@@ -138,13 +142,15 @@ impl Default for ConsumeOptions {
     }
 }
 
-/// Options of [`Events::read`].
-#[derive(Debug, Clone, Default)]
-pub struct ReadOptions {
-    /// At most this many events (`0` = no limit).
-    pub limit: usize,
-    /// Skip this many events first (oldest first).
-    pub offset: usize,
+option_struct! {
+    /// Options of [`Events::read`].
+    #[derive(Debug, Clone, Default)]
+    pub struct ReadOptions {
+        /// At most this many events (`0` = no limit).
+        pub limit: usize,
+        /// Skip this many events first (oldest first).
+        pub offset: usize,
+    }
 }
 
 /// The events a consumer receives; ends when the stream is closed or the consumer dropped.

@@ -5,6 +5,8 @@
 //! the service builder. No plugins live here and nothing here is global: every piece of state
 //! belongs to a value the application builds.
 
+#[macro_use]
+mod option_struct;
 pub mod auth;
 pub use micro_catalog as catalog;
 pub mod broker;

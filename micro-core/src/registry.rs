@@ -94,18 +94,22 @@ pub struct WatchEvent {
     pub timestamp: SystemTime,
 }
 
-/// Options of [`Registry::register`].
-#[derive(Debug, Clone, Default)]
-pub struct RegisterOptions {
-    /// How long the nodes live without being registered again; `None` = until deregistered.
-    pub ttl: Option<Duration>,
+option_struct! {
+    /// Options of [`Registry::register`].
+    #[derive(Debug, Clone, Default)]
+    pub struct RegisterOptions {
+        /// How long the nodes live without being registered again; `None` = until deregistered.
+        pub ttl: Option<Duration>,
+    }
 }
 
-/// Options of [`Registry::watch`].
-#[derive(Debug, Clone, Default)]
-pub struct WatchOptions {
-    /// Only report this service; `None` = every service.
-    pub service: Option<String>,
+option_struct! {
+    /// Options of [`Registry::watch`].
+    #[derive(Debug, Clone, Default)]
+    pub struct WatchOptions {
+        /// Only report this service; `None` = every service.
+        pub service: Option<String>,
+    }
 }
 
 /// A stream of registry changes; ends when the registry closes it.

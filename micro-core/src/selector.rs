@@ -3,6 +3,7 @@
 use crate::registry::{Node, Service};
 use crate::{Error, Result};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// How a node is picked among the candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,15 +91,17 @@ impl Filter {
     }
 }
 
-/// Options of one selection.
-#[derive(Debug, Clone, Default)]
-pub struct SelectOptions {
-    /// Filters applied in order.
-    pub filters: Vec<Filter>,
-    /// Overrides the selector's strategy for this call.
-    pub strategy: Option<Strategy>,
-    /// Only nodes that speak this transport (see [`speaks`]); an RPC client sets its own.
-    pub transport: Option<std::sync::Arc<str>>,
+option_struct! {
+    /// Options of one selection.
+    #[derive(Debug, Clone, Default)]
+    pub struct SelectOptions {
+        /// Filters applied in order.
+        pub filters: Vec<Filter>,
+        /// Overrides the selector's strategy for this call.
+        pub strategy: Option<Strategy>,
+        /// Only nodes that speak this transport (see [`speaks`]); an RPC client sets its own.
+        pub transport: Option<Arc<str>>,
+    }
 }
 
 /// Whether `node` can be reached over `transport`: its `transport` metadata names it, or the

@@ -63,50 +63,58 @@ impl Scope {
     }
 }
 
-/// Options of [`Store::read`].
-#[derive(Debug, Clone, Default)]
-pub struct ReadOptions {
-    /// Database and table.
-    pub scope: Scope,
-    /// Treat the key as a prefix: every key starting with it.
-    pub prefix: bool,
-    /// Treat the key as a suffix: every key ending with it (with `prefix`, both must hold).
-    pub suffix: bool,
-    /// At most this many records (`0` = no limit).
-    pub limit: usize,
-    /// Skip this many matching records first (in key order).
-    pub offset: usize,
+option_struct! {
+    /// Options of [`Store::read`].
+    #[derive(Debug, Clone, Default)]
+    pub struct ReadOptions {
+        /// Database and table.
+        pub scope: Scope,
+        /// Treat the key as a prefix: every key starting with it.
+        pub prefix: bool,
+        /// Treat the key as a suffix: every key ending with it (with `prefix`, both must hold).
+        pub suffix: bool,
+        /// At most this many records (`0` = no limit).
+        pub limit: usize,
+        /// Skip this many matching records first (in key order).
+        pub offset: usize,
+    }
 }
 
-/// Options of [`Store::write`].
-#[derive(Debug, Clone, Default)]
-pub struct WriteOptions {
-    /// Database and table.
-    pub scope: Scope,
-    /// Time to live; overrides the record's own `expiry`.
-    pub ttl: Option<Duration>,
+option_struct! {
+    /// Options of [`Store::write`].
+    #[derive(Debug, Clone, Default)]
+    pub struct WriteOptions {
+        /// Database and table.
+        pub scope: Scope,
+        /// Time to live; overrides the record's own `expiry`.
+        pub ttl: Option<Duration>,
+    }
 }
 
-/// Options of [`Store::delete`].
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
-    /// Database and table.
-    pub scope: Scope,
+option_struct! {
+    /// Options of [`Store::delete`].
+    #[derive(Debug, Clone, Default)]
+    pub struct DeleteOptions {
+        /// Database and table.
+        pub scope: Scope,
+    }
 }
 
-/// Options of [`Store::list`].
-#[derive(Debug, Clone, Default)]
-pub struct ListOptions {
-    /// Database and table.
-    pub scope: Scope,
-    /// Only keys starting with this.
-    pub prefix: Option<String>,
-    /// Only keys ending with this.
-    pub suffix: Option<String>,
-    /// At most this many keys (`0` = no limit).
-    pub limit: usize,
-    /// Skip this many matching keys first (in key order).
-    pub offset: usize,
+option_struct! {
+    /// Options of [`Store::list`].
+    #[derive(Debug, Clone, Default)]
+    pub struct ListOptions {
+        /// Database and table.
+        pub scope: Scope,
+        /// Only keys starting with this.
+        pub prefix: Option<String>,
+        /// Only keys ending with this.
+        pub suffix: Option<String>,
+        /// At most this many keys (`0` = no limit).
+        pub limit: usize,
+        /// Skip this many matching keys first (in key order).
+        pub offset: usize,
+    }
 }
 
 /// A key-value store.

@@ -4,21 +4,25 @@ use crate::Result;
 use async_trait::async_trait;
 use std::time::Duration;
 
-/// Options of [`Sync::lock`].
-#[derive(Debug, Clone, Default)]
-pub struct LockOptions {
-    /// The lock frees itself after this long if not unlocked; `None` = the backend default.
-    pub ttl: Option<Duration>,
-    /// How long to wait for a held lock; `None` = the backend default, zero = do not wait.
-    pub wait: Option<Duration>,
+option_struct! {
+    /// Options of [`Sync::lock`].
+    #[derive(Debug, Clone, Default)]
+    pub struct LockOptions {
+        /// The lock frees itself after this long if not unlocked; `None` = the backend default.
+        pub ttl: Option<Duration>,
+        /// How long to wait for a held lock; `None` = the backend default, zero = do not wait.
+        pub wait: Option<Duration>,
+    }
 }
 
-/// Options of [`Sync::leader`].
-#[derive(Debug, Clone, Default)]
-pub struct LeaderOptions {
-    /// Leadership lapses after this long unless renewed by the holder (a dead leader is
-    /// replaced within it); `None` = the backend default.
-    pub ttl: Option<Duration>,
+option_struct! {
+    /// Options of [`Sync::leader`].
+    #[derive(Debug, Clone, Default)]
+    pub struct LeaderOptions {
+        /// Leadership lapses after this long unless renewed by the holder (a dead leader is
+        /// replaced within it); `None` = the backend default.
+        pub ttl: Option<Duration>,
+    }
 }
 
 /// Leadership held by this process. Dropping it without resigning leaves the lease to expire.

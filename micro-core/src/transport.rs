@@ -238,11 +238,13 @@ pub fn stream_pair(remote: impl Into<String>) -> (Stream, StreamIo) {
     )
 }
 
-/// Options of [`Transport::dial`].
-#[derive(Debug, Clone, Default)]
-pub struct DialOptions {
-    /// Give up connecting after this long; `None` = the caller's deadline governs.
-    pub timeout: Option<Duration>,
+option_struct! {
+    /// Options of [`Transport::dial`].
+    #[derive(Debug, Clone, Default)]
+    pub struct DialOptions {
+        /// Give up connecting after this long; `None` = the caller's deadline governs.
+        pub timeout: Option<Duration>,
+    }
 }
 
 /// A client's connection to one address; it opens streams.

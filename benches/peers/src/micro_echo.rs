@@ -112,10 +112,7 @@ impl Caller for MicroCaller {
             "bench",
             "Echo.Echo",
             &self.request,
-            CallOptions {
-                address: Some(self.address.clone()),
-                ..Default::default()
-            },
+            CallOptions::default().address(self.address.clone()),
         )
         .await
         .map_err(|e| e.to_string())?;

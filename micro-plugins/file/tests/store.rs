@@ -28,15 +28,9 @@ async fn data_survives_reopening() {
         let mut record = Record::new("a", "alpha");
         record.metadata.insert("m".into(), "1".into());
         store.write(record, WriteOptions::default()).await.unwrap();
-        let ttl = WriteOptions {
-            ttl: Some(Duration::from_secs(3600)),
-            ..Default::default()
-        };
+        let ttl = WriteOptions::default().ttl(Duration::from_secs(3600));
         store.write(Record::new("b", "beta"), ttl).await.unwrap();
-        let scoped = WriteOptions {
-            scope: scope.clone(),
-            ..Default::default()
-        };
+        let scoped = WriteOptions::default().scope(scope.clone());
         store
             .write(Record::new("c", "gamma"), scoped)
             .await
@@ -53,10 +47,7 @@ async fn data_survives_reopening() {
         b[0].expiry
             .is_some_and(|left| left <= Duration::from_secs(3600))
     );
-    let scoped = ReadOptions {
-        scope: scope.clone(),
-        ..Default::default()
-    };
+    let scoped = ReadOptions::default().scope(scope.clone());
     assert_eq!(store.read("c", scoped).await.unwrap()[0].value, "gamma");
     let keys = store.list(ListOptions::default()).await.unwrap();
     assert_eq!(keys, vec!["a".to_string(), "b".to_string()]);
@@ -69,10 +60,7 @@ async fn expiry_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = FileStore::open(dir.path()).unwrap();
-        let ttl = WriteOptions {
-            ttl: Some(Duration::from_millis(300)),
-            ..Default::default()
-        };
+        let ttl = WriteOptions::default().ttl(Duration::from_millis(300));
         store.write(Record::new("k", "v"), ttl).await.unwrap();
         store.close().await.unwrap();
     }
@@ -97,18 +85,12 @@ async fn database_names_map_to_safe_file_names() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path().join("store")).unwrap();
     let scope = Scope::new("../escape/..", "t");
-    let options = WriteOptions {
-        scope: scope.clone(),
-        ..Default::default()
-    };
+    let options = WriteOptions::default().scope(scope.clone());
     store.write(Record::new("k", "v"), options).await.unwrap();
     let path = store.path_of("../escape/..");
     assert_eq!(path.parent(), Some(store.dir()));
     assert!(path.exists());
-    let read = ReadOptions {
-        scope,
-        ..Default::default()
-    };
+    let read = ReadOptions::default().scope(scope);
     assert_eq!(store.read("k", read).await.unwrap()[0].value, "v");
     assert!(!dir.path().join("escape").exists());
 }

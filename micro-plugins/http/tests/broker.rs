@@ -107,12 +107,19 @@ async fn two_brokers_share_queue_groups_and_broadcast() {
         collect(
             &a,
             &topic,
-            SubscribeOptions::queue("q"),
+            SubscribeOptions::default().queue("q"),
             0,
             group_tx.clone(),
         )
         .await,
-        collect(&b, &topic, SubscribeOptions::queue("q"), 1, group_tx).await,
+        collect(
+            &b,
+            &topic,
+            SubscribeOptions::default().queue("q"),
+            1,
+            group_tx,
+        )
+        .await,
         collect(&a, &topic, SubscribeOptions::default(), 0, all_tx.clone()).await,
         collect(&b, &topic, SubscribeOptions::default(), 1, all_tx).await,
     ];
@@ -157,7 +164,7 @@ async fn subscribers_are_registered_and_deregistered() {
     let queued = collect(
         &b,
         &topic,
-        SubscribeOptions::queue("workers"),
+        SubscribeOptions::default().queue("workers"),
         0,
         tx.clone(),
     )
@@ -196,7 +203,14 @@ async fn dead_queue_members_do_not_lose_messages() {
     let live = broker(&registry);
     let topic = unique("dead");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _live = collect(&live, &topic, SubscribeOptions::queue("q"), 0, tx.clone()).await;
+    let _live = collect(
+        &live,
+        &topic,
+        SubscribeOptions::default().queue("q"),
+        0,
+        tx.clone(),
+    )
+    .await;
 
     // A registration whose server is gone: a port that was bound and released.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -224,7 +238,14 @@ async fn dead_queue_members_do_not_lose_messages() {
     }
     // A broker that crashed: dropped without disconnecting, so its node stays registered.
     let crashed = broker(&registry);
-    let crashed_sub = collect(&crashed, &topic, SubscribeOptions::queue("q"), 1, tx).await;
+    let crashed_sub = collect(
+        &crashed,
+        &topic,
+        SubscribeOptions::default().queue("q"),
+        1,
+        tx,
+    )
+    .await;
     drop(crashed_sub);
     drop(crashed);
     assert_eq!(nodes_of(&registry, &topic).await.len(), 5);
@@ -246,11 +267,15 @@ async fn failing_handlers_pass_queue_messages_on() {
     let topic = unique("nack");
     let failing = handler(|_d: Delivery| async { Err(Error::internal("test", "no thanks")) });
     let _bad = b
-        .subscribe(&topic, failing.clone(), SubscribeOptions::queue("q"))
+        .subscribe(
+            &topic,
+            failing.clone(),
+            SubscribeOptions::default().queue("q"),
+        )
         .await
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _good = collect(&b, &topic, SubscribeOptions::queue("q"), 0, tx).await;
+    let _good = collect(&b, &topic, SubscribeOptions::default().queue("q"), 0, tx).await;
     publish_n(&b, &topic, 6).await;
     let bodies: BTreeSet<String> = take(&mut rx, 6)
         .await
@@ -262,7 +287,7 @@ async fn failing_handlers_pass_queue_messages_on() {
     // A group whose only member fails: publish reports it.
     let lonely = unique("nack-lonely");
     let _only = b
-        .subscribe(&lonely, failing, SubscribeOptions::queue("q"))
+        .subscribe(&lonely, failing, SubscribeOptions::default().queue("q"))
         .await
         .unwrap();
     let err = b.publish(&lonely, Message::new("x")).await.unwrap_err();
@@ -326,7 +351,7 @@ async fn publish_refuses_what_http_cannot_carry() {
 
     // A subscriber with a smaller limit than the publisher answers 413.
     let (tx, _rx) = mpsc::unbounded_channel();
-    let _sub = collect(&b, &topic, SubscribeOptions::queue("q"), 0, tx).await;
+    let _sub = collect(&b, &topic, SubscribeOptions::default().queue("q"), 0, tx).await;
     let big = broker(&registry);
     let err = big
         .publish(&topic, Message::new(vec![1u8; 100]))

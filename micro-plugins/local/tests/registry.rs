@@ -29,7 +29,7 @@ fn service(name: &str, version: &str, ids: &[&str]) -> Service {
 }
 
 fn ttl(d: Duration) -> RegisterOptions {
-    RegisterOptions { ttl: Some(d) }
+    RegisterOptions::default().ttl(d)
 }
 
 fn ids(service: &Service) -> Vec<&str> {
@@ -244,9 +244,7 @@ async fn watch_filters_by_service_and_reports_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let reg = LocalRegistry::new(dir.path()).unwrap();
     let mut watcher = reg
-        .watch(WatchOptions {
-            service: Some("wanted".into()),
-        })
+        .watch(WatchOptions::default().service("wanted"))
         .await
         .unwrap();
     reg.register(&service("unwanted", "1", &["u"]), Default::default())

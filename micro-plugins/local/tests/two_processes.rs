@@ -59,7 +59,7 @@ async fn child_process() {
     let mut seen_both = false;
     let stop = Instant::now() + Duration::from_secs(120);
     while Instant::now() < stop {
-        reg.register(&me, RegisterOptions { ttl: Some(TTL) })
+        reg.register(&me, RegisterOptions::default().ttl(TTL))
             .await
             .unwrap();
         let ids = node_ids(&reg).await;
@@ -151,9 +151,7 @@ async fn two_processes_see_each_other_and_a_killed_one_expires() {
     ids.sort();
     assert_eq!(ids, vec!["node-a", "node-b"]);
     let mut watcher = parent
-        .watch(WatchOptions {
-            service: Some(SERVICE.into()),
-        })
+        .watch(WatchOptions::default().service(SERVICE))
         .await
         .unwrap();
 

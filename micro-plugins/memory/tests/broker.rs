@@ -44,9 +44,13 @@ async fn queue_group_rotates() {
     let mut subs = Vec::new();
     for tag in ["a", "b", "c"] {
         subs.push(
-            b.subscribe("t", sink(tx.clone(), tag), SubscribeOptions::queue("q"))
-                .await
-                .unwrap(),
+            b.subscribe(
+                "t",
+                sink(tx.clone(), tag),
+                SubscribeOptions::default().queue("q"),
+            )
+            .await
+            .unwrap(),
         );
     }
     for i in 0..30 {

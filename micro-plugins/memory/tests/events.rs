@@ -26,11 +26,9 @@ async fn dropping_the_backend_ends_consumers() {
 #[tokio::test]
 async fn zero_ack_wait_without_auto_ack_is_rejected() {
     let events = MemoryEvents::new();
-    let options = ConsumeOptions {
-        auto_ack: false,
-        ack_wait: Duration::ZERO,
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default()
+        .auto_ack(false)
+        .ack_wait(Duration::ZERO);
     assert_eq!(events.consume("t", options).await.unwrap_err().code, 400);
 }
 
@@ -38,10 +36,7 @@ async fn zero_ack_wait_without_auto_ack_is_rejected() {
 async fn publish_keeps_the_given_timestamp() {
     let events = MemoryEvents::new();
     let at = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let options = PublishOptions {
-        timestamp: Some(at),
-        ..Default::default()
-    };
+    let options = PublishOptions::default().timestamp(at);
     events
         .publish("t", Bytes::from("x"), options)
         .await
@@ -49,10 +44,7 @@ async fn publish_keeps_the_given_timestamp() {
     let read = events.read("t", Default::default()).await.unwrap();
     assert_eq!(read[0].timestamp, at);
     // Since() filters the history by those timestamps.
-    let since = ConsumeOptions {
-        offset: Offset::Since(at + Duration::from_secs(1)),
-        ..Default::default()
-    };
+    let since = ConsumeOptions::default().offset(Offset::Since(at + Duration::from_secs(1)));
     let mut consumer = events.consume("t", since).await.unwrap();
     events
         .publish("t", Bytes::from("y"), PublishOptions::default())
@@ -68,12 +60,10 @@ async fn publish_keeps_the_given_timestamp() {
 #[tokio::test]
 async fn unacked_events_of_a_departed_consumer_go_to_the_group() {
     let events = MemoryEvents::new();
-    let options = ConsumeOptions {
-        group: Some("workers".into()),
-        auto_ack: false,
-        ack_wait: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let options = ConsumeOptions::default()
+        .group("workers")
+        .auto_ack(false)
+        .ack_wait(Duration::from_millis(300));
     let mut first = events.consume("jobs", options.clone()).await.unwrap();
     events
         .publish("jobs", Bytes::from("job"), PublishOptions::default())

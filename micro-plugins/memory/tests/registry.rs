@@ -57,9 +57,7 @@ async fn empty_version_is_kept_as_given() {
 async fn update_on_change_and_silence_on_refresh() {
     let r = MemoryRegistry::new();
     let mut watcher = r.watch(WatchOptions::default()).await.unwrap();
-    let ttl = RegisterOptions {
-        ttl: Some(Duration::from_secs(60)),
-    };
+    let ttl = RegisterOptions::default().ttl(Duration::from_secs(60));
     r.register(&service("s", "1", &["a"]), ttl.clone())
         .await
         .unwrap();
@@ -85,9 +83,7 @@ async fn watch_ends_when_registry_is_dropped() {
     let mut watcher = r.watch(WatchOptions::default()).await.unwrap();
     r.register(
         &service("s", "1", &["a"]),
-        RegisterOptions {
-            ttl: Some(Duration::from_secs(60)),
-        },
+        RegisterOptions::default().ttl(Duration::from_secs(60)),
     )
     .await
     .unwrap();
@@ -114,9 +110,7 @@ async fn expiry_applies_without_a_runtime_reaper() {
         rt.block_on(async {
             r.register(
                 &service("s", "1", &["a"]),
-                RegisterOptions {
-                    ttl: Some(Duration::from_millis(50)),
-                },
+                RegisterOptions::default().ttl(Duration::from_millis(50)),
             )
             .await
             .unwrap();

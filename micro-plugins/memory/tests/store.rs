@@ -47,15 +47,9 @@ async fn plugin_uses_the_configured_default_scope() {
         .write(Record::new("k", "v"), WriteOptions::default())
         .await
         .unwrap();
-    let explicit = ReadOptions {
-        scope: Scope::new("shop", "carts"),
-        ..Default::default()
-    };
+    let explicit = ReadOptions::default().scope(Scope::new("shop", "carts"));
     assert_eq!(store.read("k", explicit).await.unwrap()[0].value, "v");
-    let elsewhere = ReadOptions {
-        scope: Scope::new("micro", "micro"),
-        ..Default::default()
-    };
+    let elsewhere = ReadOptions::default().scope(Scope::new("micro", "micro"));
     assert_eq!(store.read("k", elsewhere).await.unwrap_err().code, 404);
 }
 
@@ -85,10 +79,7 @@ async fn clones_share_data_and_new_values_do_not() {
 #[tokio::test]
 async fn absurd_ttl_is_a_clear_error() {
     let store = MemoryStore::new();
-    let options = WriteOptions {
-        ttl: Some(std::time::Duration::MAX),
-        ..Default::default()
-    };
+    let options = WriteOptions::default().ttl(std::time::Duration::MAX);
     let err = store
         .write(Record::new("k", "v"), options)
         .await

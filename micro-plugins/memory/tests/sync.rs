@@ -17,14 +17,9 @@ async fn empty_ids_and_zero_ttls_are_rejected() {
             .code,
         400
     );
-    let zero = LockOptions {
-        ttl: Some(Duration::ZERO),
-        wait: None,
-    };
+    let zero = LockOptions::default().ttl(Duration::ZERO);
     assert_eq!(sync.lock("a", zero).await.unwrap_err().code, 400);
-    let zero = LeaderOptions {
-        ttl: Some(Duration::ZERO),
-    };
+    let zero = LeaderOptions::default().ttl(Duration::ZERO);
     assert_eq!(
         sync.leader("a", zero).await.err().map(|e| e.code),
         Some(400)

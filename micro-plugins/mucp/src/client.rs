@@ -153,11 +153,13 @@ impl MucpClient {
         let left = at
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
+        let mut options = DialOptions::default();
+        options.timeout = left;
         let connection = self
             .inner
             .parts
             .transport
-            .dial(at.address, DialOptions { timeout: left })
+            .dial(at.address, options)
             .await
             .map_err(Error::retryable)?;
         Ok((connection, wire::request_frame(at.request, at.id, left)))

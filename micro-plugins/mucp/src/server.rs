@@ -194,10 +194,8 @@ impl MucpServer {
                 self.inner.middleware.subscriber.clone(),
                 self.inner.name.clone(),
             );
-            let options = SubscribeOptions {
-                queue: sub.queue.clone(),
-                auto_ack: true,
-            };
+            let mut options = SubscribeOptions::default().auto_ack(true);
+            options.queue = sub.queue.clone();
             subscribers.push(broker.subscribe(&sub.topic, handler, options).await?);
         }
         Ok(subscribers)
@@ -220,8 +218,8 @@ fn advertised(config: &ServerConfig, bound: &str) -> String {
 
 async fn register(inner: &Inner, record: &Service) -> Result<()> {
     if let Some(registry) = &inner.registry {
-        let ttl = Some(inner.config.register_ttl);
-        registry.register(record, RegisterOptions { ttl }).await?;
+        let options = RegisterOptions::default().ttl(inner.config.register_ttl);
+        registry.register(record, options).await?;
     }
     Ok(())
 }

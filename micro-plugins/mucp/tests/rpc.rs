@@ -83,10 +83,9 @@ impl World {
 }
 
 fn at(server: &MucpServer) -> CallOptions {
-    CallOptions {
-        address: server.address(),
-        ..Default::default()
-    }
+    let mut options = CallOptions::default();
+    options.address = server.address();
+    options
 }
 
 fn greeter() -> Vec<Handler> {
@@ -441,11 +440,9 @@ async fn retries_only_what_cannot_have_run_unless_idempotent() {
         "an idempotent call is retried"
     );
     // Nobody listening: connect fails before anything ran, so it is retried and then 503.
-    let nowhere = CallOptions {
-        address: Some("memory:does-not-exist".into()),
-        retries: Some(2),
-        ..Default::default()
-    };
+    let nowhere = CallOptions::default()
+        .address("memory:does-not-exist")
+        .retries(2);
     let err =
         client::call::<Hello, Reply>(&client, &ctx, "greeter", "Greeter.Flaky", &hello, nowhere)
             .await
@@ -460,11 +457,9 @@ async fn opening_a_stream_retries_within_the_callers_deadline() {
     let client = world.client();
     // Nobody listening: each attempt fails before anything ran, so all are retried; with
     // 30 retries the waits between them add up to far more than the caller's deadline.
-    let nowhere = CallOptions {
-        address: Some("memory:does-not-exist".into()),
-        retries: Some(30),
-        ..Default::default()
-    };
+    let nowhere = CallOptions::default()
+        .address("memory:does-not-exist")
+        .retries(30);
     let ctx = Context::new().with_timeout(Duration::from_millis(200));
     let started = Instant::now();
     let err = client::stream::<u32, u32>(&client, &ctx, "greeter", "Greeter.Count", nowhere)

@@ -85,10 +85,9 @@ fn client(transport: &Arc<dyn Transport>) -> MucpClient {
 }
 
 fn at(server: &MucpServer) -> CallOptions {
-    CallOptions {
-        address: server.address(),
-        ..Default::default()
-    }
+    let mut options = CallOptions::default();
+    options.address = server.address();
+    options
 }
 
 /// Waits until `produced` stops growing (checked twice over a quiet spell).

@@ -89,11 +89,8 @@ async fn the_tcp_transport_names_an_http_peer() {
     let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::default());
     let server = http_service(registry.clone()).await;
     let client = tcp_client(registry);
-    let options = CallOptions {
-        address: server.address(),
-        retries: Some(0),
-        ..Default::default()
-    };
+    let mut options = CallOptions::default().retries(0);
+    options.address = server.address();
     let err = hello(&client, options).await.unwrap_err();
     assert!(err.detail.contains("the peer speaks HTTP"), "{err}");
     assert!(err.detail.contains("transport http"), "{err}");

@@ -167,10 +167,7 @@ async fn round_robin_rotates_across_calls() {
 async fn strategy_of_the_call_overrides_the_selector() {
     let registry = registry_with(&["a", "b"]).await;
     let selector = selector(Arc::new(registry), Strategy::Random);
-    let options = SelectOptions {
-        strategy: Some(Strategy::RoundRobin),
-        ..Default::default()
-    };
+    let options = SelectOptions::default().strategy(Strategy::RoundRobin);
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(pick(&selector, &options).await);
@@ -203,10 +200,7 @@ async fn filters_by_version_metadata_and_endpoint() {
     register(&registry, &service("2.0.0", v2, &["Greeter.Bye"])).await;
     let selector = selector(Arc::new(registry), Strategy::RoundRobin);
 
-    let with = |filters: Vec<Filter>| SelectOptions {
-        filters,
-        ..Default::default()
-    };
+    let with = |filters: Vec<Filter>| SelectOptions::default().filters(filters);
     let cases = [
         (vec![Filter::Version("2.0.0".into())], vec!["c"]),
         (vec![Filter::Version("1.0.0".into())], vec!["a", "b"]),

@@ -314,9 +314,9 @@ impl Inner {
         };
         {
             let _registering = route.registration.lock().await;
-            let register = s
-                .registry
-                .register(&route.service, RegisterOptions { ttl: s.ttl });
+            let mut options = RegisterOptions::default();
+            options.ttl = s.ttl;
+            let register = s.registry.register(&route.service, options);
             if let Err(err) = register.await {
                 self.routes.remove(&id);
                 route.close();
@@ -397,7 +397,7 @@ async fn heartbeat(
         if stop.is_cancelled() {
             return;
         }
-        let options = RegisterOptions { ttl: Some(ttl) };
+        let options = RegisterOptions::default().ttl(ttl);
         if let Err(err) = registry.register(&service, options).await {
             logger.in_scope(|| {
                 tracing::warn!(error = %err, "http broker: refreshing a subscriber's registration failed")

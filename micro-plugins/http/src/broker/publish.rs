@@ -197,9 +197,7 @@ impl Inner {
             .insert(SUBSCRIBER_HEADER.to_string(), node.id.clone());
         let timeout = self.settings.options.publish_timeout;
         let attempt = async {
-            let options = DialOptions {
-                timeout: Some(timeout),
-            };
+            let options = DialOptions::default().timeout(timeout);
             let connection = self.client.dial(&node.address, options).await?;
             let Stream {
                 sender,

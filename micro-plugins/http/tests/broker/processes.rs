@@ -38,7 +38,11 @@ async fn child_subscriber() {
         .await
         .unwrap();
     let _queue = b
-        .subscribe(&topic, print("QUEUE"), SubscribeOptions::queue("q"))
+        .subscribe(
+            &topic,
+            print("QUEUE"),
+            SubscribeOptions::default().queue("q"),
+        )
         .await
         .unwrap();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
@@ -131,7 +135,14 @@ async fn subscriber_in_another_process() {
     let registry: Arc<dyn Registry> = Arc::new(LocalRegistry::new(dir.path()).unwrap());
     let parent = broker(&registry);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _queue = collect(&parent, &topic, SubscribeOptions::queue("q"), 0, tx).await;
+    let _queue = collect(
+        &parent,
+        &topic,
+        SubscribeOptions::default().queue("q"),
+        0,
+        tx,
+    )
+    .await;
     publish_n(&parent, &topic, 10).await;
     parent
         .publish(&format!("{topic}.done"), Message::new("done"))
