@@ -47,7 +47,6 @@ fn handlers() -> Vec<Handler> {
     ]
 }
 
-#[allow(clippy::field_reassign_with_default)] // CallOptions is built field by field
 async fn start(transport: &Arc<dyn Transport>) -> (MucpServer, MucpClient, CallOptions) {
     let server = MucpServer::new(
         ServerConfig::default(),

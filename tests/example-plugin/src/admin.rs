@@ -58,10 +58,7 @@ impl StoreAdmin for ExampleStore {
     }
 
     async fn keys(&self, _ctx: &Context, req: ScopeRequest) -> Result<Streaming<String>> {
-        let options = ListOptions {
-            scope: req.scope(),
-            ..Default::default()
-        };
+        let options = ListOptions::default().scope(req.scope());
         let keys = self.list(options).await?;
         Ok(Streaming::from_values(keys))
     }

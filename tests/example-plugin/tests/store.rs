@@ -54,15 +54,9 @@ async fn the_default_scope_comes_from_the_section() {
         .write(Record::new("k", "v"), WriteOptions::default())
         .await
         .unwrap();
-    let explicit = ReadOptions {
-        scope: Scope::new("shop", "orders"),
-        ..Default::default()
-    };
+    let explicit = ReadOptions::default().scope(Scope::new("shop", "orders"));
     assert_eq!(store.read("k", explicit).await.unwrap()[0].value, "v");
-    let elsewhere = ReadOptions {
-        scope: Scope::new("shop", "lines"),
-        ..Default::default()
-    };
+    let elsewhere = ReadOptions::default().scope(Scope::new("shop", "lines"));
     assert_eq!(store.read("k", elsewhere).await.unwrap_err().code, 404);
 }
 
@@ -78,15 +72,9 @@ async fn usage_counts_live_records_of_one_scope_and_clones_share() {
         .write(Record::new("b", "123"), WriteOptions::default())
         .await
         .unwrap();
-    let elsewhere = WriteOptions {
-        scope: Scope::new("other", "table"),
-        ..Default::default()
-    };
+    let elsewhere = WriteOptions::default().scope(Scope::new("other", "table"));
     clone.write(Record::new("c", "1"), elsewhere).await.unwrap();
-    let expired = WriteOptions {
-        ttl: Some(Duration::from_nanos(1)),
-        ..Default::default()
-    };
+    let expired = WriteOptions::default().ttl(Duration::from_nanos(1));
     clone
         .write(Record::new("gone", "1234567"), expired)
         .await
