@@ -340,3 +340,49 @@ async fn app_config_get_and_hot_reload_keeping_the_last_good_value() {
         Some("hey".to_string())
     );
 }
+
+/// Issue 18, item 7: limits of zero that would make a service useless are refused at build,
+/// naming the key.
+#[test]
+fn zero_limits_are_config_errors_naming_the_key() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+        (
+            &[
+                "svc",
+                "--transport",
+                "http",
+                "--transport_max_body_size",
+                "0",
+            ],
+            &[("MICRO_TRANSPORT_ENABLED", "true")],
+            "transport.max_body_size",
+        ),
+        (
+            &["svc", "--broker", "http", "--broker_max_body_size", "0"],
+            &[
+                ("MICRO_BROKER_ENABLED", "true"),
+                ("MICRO_REGISTRY_ENABLED", "true"),
+            ],
+            "broker.max_body_size",
+        ),
+        (
+            &["svc", "--register_interval", "0s"],
+            &[
+                ("MICRO_TRANSPORT_ENABLED", "true"),
+                ("MICRO_SERVER_ENABLED", "true"),
+            ],
+            "server.register_interval",
+        ),
+    ];
+    for (args, env, key) in cases {
+        let err = match micro::Service::builder()
+            .args(args.iter().copied())
+            .env(with(all_off(), env))
+            .try_build()
+        {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{key} = 0 was accepted"),
+        };
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}

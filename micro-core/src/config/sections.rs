@@ -174,6 +174,21 @@ pub struct ServerConfig {
     pub logger: Option<LoggerConfig>,
 }
 
+impl ServerConfig {
+    /// Checks what the types cannot: a server plugin calls it before it starts.
+    pub fn check(&self) -> Result<(), super::ConfigError> {
+        if self.register_interval.is_zero() {
+            return Err(super::ConfigError::Invalid {
+                key: "server.register_interval".into(),
+                reason: "0s would re-register without pause: give an interval shorter than \
+                         register_ttl (default 30s)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `store:` key-value storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Component)]
 #[serde(default)]

@@ -38,6 +38,24 @@ pub fn plugins() -> Plugins {
     Plugins::new().with(plugin()).with(broker::plugin())
 }
 
+/// The smallest body limit accepted from configuration: a frame's headers alone need that.
+pub const MIN_BODY_SIZE: usize = 1024;
+
+/// Refuses a `max_body_size` (at config `key`) too small for any message, 0 included.
+pub(crate) fn check_body_size(key: &str, size: usize) -> micro_core::Result<()> {
+    if size >= MIN_BODY_SIZE {
+        return Ok(());
+    }
+    Err(micro_core::config::ConfigError::Invalid {
+        key: key.to_string(),
+        reason: format!(
+            "{size} is too small: a message needs at least {MIN_BODY_SIZE} bytes (the default is \
+             4194304)"
+        ),
+    }
+    .into())
+}
+
 /// An I/O error as a micro error with the code `micro_core` gives its kind (refused → 503).
 pub(crate) fn io_error(err: std::io::Error, what: &str) -> micro_core::Error {
     let detail = format!("{what}: {err}");

@@ -124,6 +124,7 @@ impl Transport for HttpTransport {
 pub fn plugin() -> Plugin {
     Plugin::transport("http", "http", |ctx| {
         let options: HttpTransportOptions = ctx.options()?;
+        crate::check_body_size("transport.max_body_size", options.max_body_size)?;
         Ok(Arc::new(
             HttpTransport::new(options).with_logger(ctx.logger.clone()),
         ))

@@ -32,6 +32,7 @@ fn need<T: ?Sized>(
 
 fn server(ctx: &PluginContext<'_>) -> micro_core::Result<Arc<dyn micro_core::server::Server>> {
     let config: ServerConfig = ctx.options()?;
+    config.check()?;
     let parts = ServerParts {
         info: ctx.service.clone(),
         transport: need(ctx.components.transport.clone(), "server", "transport")?,

@@ -508,6 +508,7 @@ fn no_registry() -> Error {
 pub fn plugin() -> Plugin {
     Plugin::broker("http", "http", |ctx| {
         let options: HttpBrokerOptions = ctx.options()?;
+        crate::check_body_size("broker.max_body_size", options.max_body_size)?;
         let section: BrokerConfig = ctx.options()?;
         let (ttl, interval) = ctx
             .options::<ServerConfig>()
