@@ -2,6 +2,7 @@
 
 use crate::client::TcpConnection;
 use crate::conn::Settings;
+use crate::limits::Limits;
 use crate::options::TcpTransportOptions;
 use crate::pool::Pool;
 use crate::server;
@@ -48,7 +49,9 @@ impl TcpTransport {
         TcpTransport {
             settings: Settings {
                 max_frame_size: options.max_frame_size,
+                limits: Limits::new(&options),
                 logger: Logger::none(),
+                warnings: Arc::default(),
             },
             options,
             pool: Arc::new(Pool::new(DEFAULT_POOL_SIZE, DEFAULT_POOL_TTL)),
