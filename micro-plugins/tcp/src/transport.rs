@@ -44,7 +44,8 @@ impl Default for TcpTransport {
 
 impl TcpTransport {
     /// A transport with these options, the default pool (1 connection per address, closed
-    /// after 1 minute without streams) and no logging.
+    /// after 1 minute without streams) and no logging. `max_streams` or `max_unary` of 0
+    /// (which configuration rejects, see [`TcpTransportOptions::validate`]) count as 1.
     pub fn new(options: TcpTransportOptions) -> Self {
         TcpTransport {
             settings: Settings {
