@@ -13,6 +13,7 @@
 //! then stops the writer by dropping its `kill` sender. The loops therefore wait only on
 //! channels and the socket (no cancellation token, whose waiting takes a lock per poll).
 
+use crate::limits::{Limits, WarnLimit};
 use crate::reader::{Links, Reader};
 use crate::writer::Writer;
 use futures::stream::{AbortHandle, Abortable};
@@ -27,15 +28,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Settings every connection of a transport shares.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     /// Largest frame (bytes after the length prefix) read or written.
     pub max_frame_size: usize,
+    /// Limits and time limits of a connection.
+    pub limits: Limits,
     /// Where connection problems are logged.
     pub logger: Logger,
+    /// Rate limit of protocol-error warnings (one per listener, one for dialled connections).
+    pub warnings: Arc<WarnLimit>,
 }
 
 /// What the dialing or accepting code asks of a new connection.
@@ -83,6 +88,9 @@ pub(crate) enum Control {
     /// Write this frame as it is (UNARY requests and answers). A frame over the size limit
     /// is replaced by RESET with 413.
     Frame(crate::frame::Frame),
+    /// Write this answer to a UNARY request like [`Control::Frame`]; the permit, which
+    /// counts the request against `max_unary`, is released once it is written.
+    Answer(crate::frame::Frame, OwnedSemaphorePermit),
     /// Write RESET for this stream (with the reason as `Micro-Error`) and drop its frames.
     Reset(u32, Error),
     /// Write this connection-level error (stream 0), then close the connection.

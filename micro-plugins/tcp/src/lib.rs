@@ -14,10 +14,12 @@ pub use micro_core::transport::frame;
 
 mod client;
 mod conn;
+mod limits;
 mod options;
 mod pool;
 mod reader;
 mod server;
+mod timers;
 mod transport;
 mod writer;
 
@@ -26,7 +28,7 @@ pub use options::TcpTransportOptions;
 pub use server::{ACCEPT_BACKLOG, TcpListener};
 pub use transport::{DEFAULT_POOL_SIZE, DEFAULT_POOL_TTL, TcpTransport};
 
-use micro_core::config::{ClientConfig, ConfigError};
+use micro_core::config::ClientConfig;
 use micro_core::{Plugin, Plugins};
 use std::sync::Arc;
 
@@ -37,17 +39,7 @@ pub(crate) const ID: &str = "go.micro.transport";
 pub fn plugin() -> Plugin {
     Plugin::transport("tcp", "tcp", |ctx| {
         let options: TcpTransportOptions = ctx.options()?;
-        if options.max_frame_size < TcpTransportOptions::MIN_FRAME_SIZE {
-            return Err(ConfigError::Invalid {
-                key: "transport.max_frame_size".to_string(),
-                reason: format!(
-                    "{} is too small: frames need at least {} bytes",
-                    options.max_frame_size,
-                    TcpTransportOptions::MIN_FRAME_SIZE
-                ),
-            }
-            .into());
-        }
+        options.validate()?;
         let client: ClientConfig = ctx.options()?;
         let transport = TcpTransport::new(options)
             .with_pool(client.pool_size, client.pool_ttl)

@@ -72,12 +72,17 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
     let stop = CancellationToken::new();
     let (accept, streams) = mpsc::channel(ACCEPT_BACKLOG);
     let unary = Arc::new(OnceLock::new());
+    // Each listener rate-limits the warnings of its own connections.
+    let settings = Settings {
+        warnings: Arc::default(),
+        ..settings.clone()
+    };
     tokio::spawn(accept_loop(
         socket,
         accept,
         unary.clone(),
         stop.clone(),
-        settings.clone(),
+        settings,
     ));
     Ok(TcpListener {
         address: bound,

@@ -2,6 +2,7 @@
 
 use crate::client::TcpConnection;
 use crate::conn::Settings;
+use crate::limits::Limits;
 use crate::options::TcpTransportOptions;
 use crate::pool::Pool;
 use crate::server;
@@ -43,12 +44,15 @@ impl Default for TcpTransport {
 
 impl TcpTransport {
     /// A transport with these options, the default pool (1 connection per address, closed
-    /// after 1 minute without streams) and no logging.
+    /// after 1 minute without streams) and no logging. `max_streams` or `max_unary` of 0
+    /// (which configuration rejects, see [`TcpTransportOptions::validate`]) count as 1.
     pub fn new(options: TcpTransportOptions) -> Self {
         TcpTransport {
             settings: Settings {
                 max_frame_size: options.max_frame_size,
+                limits: Limits::new(&options),
                 logger: Logger::none(),
+                warnings: Arc::default(),
             },
             options,
             pool: Arc::new(Pool::new(DEFAULT_POOL_SIZE, DEFAULT_POOL_TTL)),

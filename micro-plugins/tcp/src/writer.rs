@@ -19,7 +19,7 @@ use std::io::IoSlice;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Bodies at least this large are not copied into the batch buffer.
 const LARGE_BODY: usize = 16 * 1024;
@@ -133,6 +133,8 @@ struct State {
     batch: Batch,
     max: usize,
     control_closed: bool,
+    /// Slots of the unary answers in the batch, released once it is written.
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Writer {
@@ -160,6 +162,7 @@ impl Writer {
                 },
                 max,
                 control_closed: false,
+                permits: Vec::new(),
             },
         }
     }
@@ -188,7 +191,9 @@ impl Writer {
                 }
                 Step::Stop => true,
             };
-            match self.flush().await {
+            let flushed = self.flush().await;
+            self.state.permits.clear();
+            match flushed {
                 Ok(()) if !last => {}
                 Ok(()) => {
                     // Killed or not, the connection is over: a failed shutdown changes nothing.
@@ -236,6 +241,10 @@ impl State {
         while !self.control_closed && !self.batch.is_full() {
             match control.poll_recv(cx) {
                 Poll::Ready(Some(Control::Frame(frame))) => self.whole(frame),
+                Poll::Ready(Some(Control::Answer(frame, permit))) => {
+                    self.whole(frame);
+                    self.permits.push(permit);
+                }
                 Poll::Ready(Some(Control::Register(id, outgoing))) => {
                     self.live.insert(id);
                     self.streams.push(outgoing);

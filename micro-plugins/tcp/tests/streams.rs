@@ -426,6 +426,41 @@ async fn plugin_builds_from_config() {
     assert!(from_env.detail.contains("max_frame_size"), "{from_env}");
 }
 
+#[test]
+fn limits_have_defaults_and_zero_counts_are_rejected() {
+    let defaults = TcpTransportOptions::default();
+    assert_eq!(defaults.max_streams, 1024);
+    assert_eq!(defaults.max_unary, 256);
+    assert_eq!(defaults.first_message_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(300));
+    assert_eq!(defaults.read_timeout, Duration::from_secs(30));
+    for key in ["max_streams", "max_unary"] {
+        let error = build(serde_json::json!({"transport": {key: 0}}), &[])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.detail.contains(&format!("transport.{key}")),
+            "{error}"
+        );
+    }
+    // 0 = never for the time limits.
+    build(
+        serde_json::json!({"transport": {
+            "first_message_timeout": "0s", "idle_timeout": "0s", "read_timeout": "0s",
+            "max_streams": 1, "max_unary": 1,
+        }}),
+        &[],
+    )
+    .unwrap();
+    let from_env = build(
+        serde_json::Value::Null,
+        &[("MICRO_TRANSPORT_MAX_STREAMS", "0")],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(from_env.detail.contains("max_streams"), "{from_env}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_a_stream_after_its_end_still_stops_the_peer() {
     let t = TcpTransport::default();

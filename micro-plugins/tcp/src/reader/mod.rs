@@ -8,25 +8,27 @@
 //! user's sender and, unless this side already sent END or RESET, answers with RESET.
 //!
 //! Delivery waits when a stream's receiver is full, which pauses reading the whole
-//! connection (TCP flow control does the rest); events are still handled meanwhile.
+//! connection (TCP flow control does the rest); events are still handled meanwhile. So does
+//! a UNARY request when `max_unary` are in flight. The server half (opening streams, limits,
+//! unary requests) is in [`server`].
 
-use crate::conn::{Closed, Control, Event, IdBuild, Outgoing, Pending, Settings, Side, fail};
+mod server;
+
+use crate::conn::{Closed, Control, Event, IdBuild, Pending, Settings, Side, fail};
 use crate::frame::{self, Frame};
+use crate::limits::{Limits, WarnLimit};
+use crate::timers::Timers;
 use bytes::BytesMut;
 use futures::stream::AbortHandle;
 use micro_core::logger::Logger;
-use micro_core::transport::{
-    Exchange, ExchangeHandler, Message, Stream, StreamReceiver, reply_once, stream_pair,
-};
+use micro_core::transport::{ExchangeHandler, Message, Stream};
 use micro_core::{Error, Result};
-use std::collections::HashMap;
-use std::pin::Pin;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Bytes asked of each read when the buffer runs low. Below 64 KiB on purpose: glibc
 /// consolidates its whole heap whenever a chunk of 64 KiB or more is freed, and read buffers
@@ -54,6 +56,8 @@ struct Entry {
     reset_sent: bool,
     /// The peer sent END or RESET.
     remote_done: bool,
+    /// Server: the peer opened it and has sent nothing since (`first_message_timeout`).
+    awaiting: bool,
 }
 
 impl Entry {
@@ -64,6 +68,7 @@ impl Entry {
             local_done: false,
             reset_sent: false,
             remote_done: false,
+            awaiting: false,
         }
     }
 }
@@ -81,16 +86,8 @@ enum Exit {
 /// What woke the reader up.
 enum Wake {
     Event(Option<Event>),
-    Idle,
+    Timer,
     Read(std::io::Result<usize>),
-}
-
-/// Closing a client connection after `ttl` without open streams.
-struct Idle {
-    ttl: Duration,
-    timer: Pin<Box<Sleep>>,
-    /// When the table last became empty; `None` while streams are open.
-    since: Option<Instant>,
 }
 
 /// The reader task's state.
@@ -113,8 +110,15 @@ pub(crate) struct Reader {
     pending: Pending,
     /// Client side: the last handle is gone.
     orphaned: bool,
-    idle: Option<Idle>,
+    /// Idle close, partial frames, new streams' first frames.
+    timers: Timers,
+    limits: Limits,
+    /// Server side: ids of streams refused (RESET) whose END or RESET has not arrived.
+    refused: HashSet<u32, IdBuild>,
+    /// Server side: one permit per UNARY request handled or answered but not yet written.
+    slots: Option<Arc<Semaphore>>,
     logger: Logger,
+    warnings: Arc<WarnLimit>,
 }
 
 /// The reader's links to the rest of its connection.
@@ -147,9 +151,15 @@ impl Reader {
             closed,
             pending,
         } = links;
-        let (accept, unary, idle) = match side {
-            Side::Client { idle } => (None, None, idle),
-            Side::Server { accept, unary } => (Some(accept), Some(unary), None),
+        let limits = settings.limits;
+        let (accept, unary, timers, slots) = match side {
+            Side::Client { idle } => (None, None, Timers::new(idle, limits.read, None), None),
+            Side::Server { accept, unary } => (
+                Some(accept),
+                Some(unary),
+                Timers::new(limits.idle, limits.read, limits.first_message),
+                Some(Arc::new(Semaphore::new(limits.max_unary))),
+            ),
         };
         Reader {
             read,
@@ -165,12 +175,12 @@ impl Reader {
             unary,
             pending,
             orphaned: false,
-            idle: idle.map(|ttl| Idle {
-                ttl,
-                timer: Box::pin(tokio::time::sleep(ttl)),
-                since: Some(Instant::now()),
-            }),
+            timers,
+            limits,
+            refused: HashSet::default(),
+            slots,
             logger: settings.logger.clone(),
+            warnings: settings.warnings.clone(),
         }
     }
 
@@ -192,9 +202,7 @@ impl Reader {
                 self.finish(error);
             }
             Exit::Protocol(error) => {
-                let detail = format!("protocol error from {}: {}", self.remote, error.detail);
-                self.logger
-                    .in_scope(|| tracing::warn!(remote = %self.remote, "{detail}"));
+                self.log_protocol_error(&error);
                 // The writer sends the error frame, then closes its half.
                 let _ = self.control.send(Control::Fatal(error.clone()));
                 self.finish(error);
@@ -206,9 +214,11 @@ impl Reader {
     /// The main loop.
     async fn serve(&mut self) -> Exit {
         loop {
+            let mut progressed = false;
             loop {
                 match frame::decode(&mut self.buf, self.max) {
                     Ok(Some(frame)) => {
+                        progressed = true;
                         if let Err(exit) = self.on_frame(frame).await {
                             return exit;
                         }
@@ -217,15 +227,18 @@ impl Reader {
                     Err(error) => return Exit::Protocol(error.to_error()),
                 }
             }
+            self.timers.partial(!self.buf.is_empty(), progressed);
             if self.orphaned && self.streams.is_empty() {
                 return Exit::Quiet;
             }
             self.reserve();
+            // Reading comes before the timer: after a pause (back-pressure) what the peer
+            // sent meanwhile is read before any of its time limits is judged.
             let wake = tokio::select! {
                 biased;
                 event = self.events.recv() => Wake::Event(event),
-                _ = idle_timer(&mut self.idle) => Wake::Idle,
                 read = self.read.read_buf(&mut self.buf) => Wake::Read(read),
+                _ = self.timers.wait() => Wake::Timer,
             };
             match wake {
                 Wake::Event(Some(event)) => {
@@ -235,19 +248,9 @@ impl Reader {
                 }
                 // The writer holds a sender until it ends, and the reader ends it.
                 Wake::Event(None) => return Exit::Closed(self.gone("closed")),
-                Wake::Idle => {
-                    if let Some(idle) = &mut self.idle {
-                        let now = Instant::now();
-                        if !self.pending.is_empty() {
-                            idle.since = Some(now);
-                        }
-                        match idle.since {
-                            Some(since) if now.duration_since(since) >= idle.ttl => {
-                                return Exit::Quiet;
-                            }
-                            Some(since) => idle.timer.as_mut().reset(since + idle.ttl),
-                            None => idle.timer.as_mut().reset(now + idle.ttl),
-                        }
+                Wake::Timer => {
+                    if let Err(exit) = self.on_timer() {
+                        return exit;
                     }
                 }
                 Wake::Read(Ok(0)) if self.buf.is_empty() => {
@@ -262,7 +265,7 @@ impl Reader {
                         ),
                     ));
                 }
-                Wake::Read(Ok(_)) => {}
+                Wake::Read(Ok(_)) => self.timers.touched(),
                 Wake::Read(Err(error)) => return Exit::Closed(self.gone(&error.to_string())),
             }
         }
@@ -313,7 +316,19 @@ impl Reader {
                     return Ok(());
                 }
                 if frame.is_reset() {
-                    return Ok(()); // late frame of a forgotten stream
+                    // A late frame of a forgotten stream, or the answer to a refusal.
+                    self.refused.remove(&id);
+                    return Ok(());
+                }
+                if !self.refused.is_empty() && self.refused.contains(&id) {
+                    // A stream this side refused: dropped until the peer ends it.
+                    if frame.is_end() {
+                        self.refused.remove(&id);
+                    }
+                    return Ok(());
+                }
+                if self.streams.len() >= self.limits.max_streams {
+                    return self.refuse(id, !frame.is_end());
                 }
                 opened = Some(self.open(id)?);
             }
@@ -321,6 +336,9 @@ impl Reader {
         let Some(entry) = self.streams.get_mut(&id) else {
             return Ok(());
         };
+        if opened.is_none() {
+            entry.awaiting = false;
+        }
         if frame.is_reset() {
             entry.remote_done = true;
             if let Some(tx) = entry.incoming.take() {
@@ -354,58 +372,12 @@ impl Reader {
         match opened {
             // Handed over only now, with its first frame already in it: a user who drops
             // the stream at once does not make this side reset it for that frame.
-            Some(stream) => self.hand_over(stream).await,
+            Some(stream) => {
+                self.await_next(id);
+                self.hand_over(stream).await
+            }
             None => Ok(()),
         }
-    }
-
-    /// A UNARY frame: on the server a whole request, on the client a whole answer.
-    async fn on_unary(&mut self, frame: Frame) -> Result<(), Exit> {
-        let id = frame.stream;
-        if self.accept.is_none() {
-            self.answer_call(frame);
-            return Ok(());
-        }
-        if self.streams.contains_key(&id) {
-            return Err(Exit::Protocol(Error::bad_request(
-                crate::ID,
-                format!("UNARY frame on stream {id}, which is already open"),
-            )));
-        }
-        if let Some(handler) = self.unary.as_ref().and_then(|u| u.get()) {
-            // A unary exchange: no stream state; its one answer is written as a UNARY frame.
-            let control = self.control.clone();
-            let sender = reply_once(move |message| {
-                control
-                    .send(Control::Frame(Frame::unary(id, message)))
-                    .map_err(|_| Error::transport(crate::ID, "the connection closed"))
-            });
-            let exchange = Exchange {
-                first: frame.message,
-                stream: Stream {
-                    sender,
-                    receiver: StreamReceiver::ended(),
-                    remote: self.remote.clone(),
-                },
-            };
-            // Served here when the handler finishes at once (no task, no wake-up);
-            // otherwise on a task of its own, so a slow handler never holds up the reader.
-            let mut served = handler(exchange);
-            if futures::poll!(served.as_mut()).is_pending() {
-                tokio::spawn(served);
-            }
-            return Ok(());
-        }
-        // No unary handler: a stream with one message, already ended by the peer.
-        let stream = self.open(id)?;
-        if let Some(entry) = self.streams.get_mut(&id) {
-            entry.remote_done = true;
-            if let Some(tx) = entry.incoming.take() {
-                // A new stream's channel has room.
-                let _ = tx.try_send(Ok(frame.message));
-            }
-        }
-        self.hand_over(stream).await
     }
 
     /// Client side: hands a frame for an id without a stream to the unary call waiting on
@@ -425,11 +397,7 @@ impl Reader {
             Ok(frame.message)
         };
         let _ = answer.send(result);
-        if let Some(idle) = &mut self.idle
-            && idle.since.is_some()
-        {
-            idle.since = Some(Instant::now());
-        }
+        self.timers.touched();
     }
 
     /// Sends on a full channel: waits for room, handling events meanwhile (a close among
@@ -446,34 +414,6 @@ impl Reader {
                     None => return Err(Exit::Closed(self.gone("closed"))),
                 },
             }
-        }
-    }
-
-    /// Opens a stream the peer started (server side); the caller hands it to the listener.
-    fn open(&mut self, id: u32) -> Result<Stream, Exit> {
-        let (stream, io) = stream_pair(self.remote.clone());
-        let (outgoing, abort) = Outgoing::new(id, io.outgoing);
-        if self.control.send(Control::Register(id, outgoing)).is_err() {
-            return Err(Exit::Closed(self.gone("writer stopped")));
-        }
-        self.streams.insert(id, Entry::new(io.incoming, abort));
-        Ok(stream)
-    }
-
-    /// Gives a stream the peer opened to the listener's `accept`.
-    async fn hand_over(&mut self, stream: Stream) -> Result<(), Exit> {
-        let Some(accept) = self.accept.clone() else {
-            return Ok(());
-        };
-        let accepted = match accept.try_send(stream) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(stream)) => self.wait_send(accept, stream).await?,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        };
-        if accepted {
-            Ok(())
-        } else {
-            Err(Exit::Closed(self.gone("listener closed")))
         }
     }
 
@@ -510,9 +450,7 @@ impl Reader {
                 abort,
             } => {
                 self.streams.insert(id, Entry::new(incoming, abort));
-                if let Some(idle) = &mut self.idle {
-                    idle.since = None;
-                }
+                self.timers.busy();
             }
             Event::LocalEnd(id) => {
                 if let Some(entry) = self.streams.get_mut(&id) {
@@ -545,10 +483,8 @@ impl Reader {
             .is_some_and(|e| e.local_done && e.remote_done)
         {
             self.streams.remove(&id);
-            if self.streams.is_empty()
-                && let Some(idle) = &mut self.idle
-            {
-                idle.since = Some(Instant::now());
+            if self.streams.is_empty() {
+                self.timers.unused();
             }
         }
     }
@@ -595,6 +531,50 @@ impl Reader {
         }
     }
 
+    /// The timer fired: closes an idle connection or one stuck in a frame, resets streams
+    /// whose next frame did not come.
+    fn on_timer(&mut self) -> Result<(), Exit> {
+        let busy = !self.pending.is_empty()
+            || self
+                .slots
+                .as_ref()
+                .is_some_and(|s| s.available_permits() < self.limits.max_unary);
+        let overdue = self.timers.fired(busy);
+        if let Some(limit) = overdue.partial {
+            return Err(Exit::Protocol(Error::timeout(
+                crate::ID,
+                format!(
+                    "a frame was not completed within {limit:?} (transport.read_timeout): \
+                     {} bytes of it arrived; send each frame whole, or raise the option",
+                    self.buf.len()
+                ),
+            )));
+        }
+        if overdue.idle {
+            return Err(Exit::Quiet);
+        }
+        for id in overdue.streams {
+            self.first_overdue(id);
+        }
+        Ok(())
+    }
+
+    /// Logs a protocol error of the peer: WARN within the listener's rate limit, DEBUG
+    /// beyond it.
+    fn log_protocol_error(&self, error: &Error) {
+        let detail = format!("protocol error from {}: {}", self.remote, error.detail);
+        let remote = &self.remote;
+        self.logger.in_scope(|| match self.warnings.admit() {
+            Some(0) => tracing::warn!(%remote, "{detail}"),
+            Some(skipped) => tracing::warn!(
+                %remote,
+                skipped,
+                "{detail} ({skipped} more protocol errors were not logged)"
+            ),
+            None => tracing::debug!(%remote, "{detail}"),
+        });
+    }
+
     fn log_debug(&self, what: &str) {
         self.logger
             .in_scope(|| tracing::debug!(remote = %self.remote, "{what}"));
@@ -609,12 +589,4 @@ enum Reset {
     /// The user dropped the receiver while the peer still sends: ask it to stop, even after
     /// this side's END.
     StoppedReceiving,
-}
-
-/// Waits for the idle timer, or forever without one.
-async fn idle_timer(idle: &mut Option<Idle>) {
-    match idle {
-        Some(idle) => idle.timer.as_mut().await,
-        None => std::future::pending().await,
-    }
 }
