@@ -345,7 +345,9 @@ async fn app_config_get_and_hot_reload_keeping_the_last_good_value() {
 /// naming the key.
 #[test]
 fn zero_limits_are_config_errors_naming_the_key() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+    /// Arguments, extra environment, and the key the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
         (
             &[
                 "svc",
