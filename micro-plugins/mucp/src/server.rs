@@ -1,6 +1,8 @@
 //! The mucp server: accepts streams from any transport, dispatches them to handlers under
 //! the caller's deadline, registers the node with a TTL and renews it, and on stop
-//! deregisters, drains in-flight requests within the grace period and closes.
+//! deregisters, stops accepting connections, refuses new requests with a retryable 503,
+//! lets requests in flight finish within the grace period, answers those still running
+//! with an error, and closes the connections.
 
 use crate::debug::{self, Stats};
 use crate::wire;
@@ -13,15 +15,22 @@ use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription, catch_panic};
 use micro_core::streaming;
-use micro_core::transport::{Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport};
+use micro_core::transport::{
+    Drain, Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport, headers,
+};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const ID: &str = "go.micro.server";
+
+/// How long requests still running when the grace period is over get to hand over their
+/// error answer before the connections close (they are dropped at once; this is a bound).
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// An endpoint ready to serve: its description, and where its requests go.
 struct Route {
@@ -32,8 +41,43 @@ struct Route {
 struct Running {
     address: String,
     record: Service,
-    tasks: Vec<JoinHandle<()>>,
+    /// Serves the listener; aborting it closes the connections.
+    accept: JoinHandle<()>,
+    /// Stops the listener accepting connections.
+    drain: Drain,
+    /// Tells this run's requests that the server stops.
+    gate: Arc<Gate>,
+    renew: JoinHandle<()>,
     subscribers: Vec<Box<dyn Subscriber>>,
+}
+
+/// What a stop tells the requests of one run of the server.
+struct Gate {
+    /// Set when the server stops: new requests are refused.
+    closing: AtomicBool,
+    /// Set to true when the grace period is over: requests still running are answered with
+    /// an error and dropped.
+    expired: watch::Sender<bool>,
+    /// The grace period, for the error.
+    grace: Duration,
+}
+
+impl Gate {
+    fn new(grace: Duration) -> Self {
+        Gate {
+            closing: AtomicBool::new(false),
+            expired: watch::Sender::new(false),
+            grace,
+        }
+    }
+
+    /// Completes once the grace period is over.
+    async fn expired(&self) {
+        let mut expired = self.expired.subscribe();
+        if expired.wait_for(|e| *e).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 struct Inner {
@@ -269,7 +313,10 @@ impl Server for MucpServer {
         self.inner.stats.restart();
         let subscribers = self.subscribe_all().await?;
         register(&self.inner, &record).await?;
-        let accept = tokio::spawn(listener.serve(exchange_handler(self.inner.clone())));
+        let gate = Arc::new(Gate::new(self.inner.config.grace_period));
+        let drain = Drain::new();
+        let handler = exchange_handler(self.inner.clone(), gate.clone());
+        let accept = tokio::spawn(listener.serve(handler, drain.clone()));
         let renew = tokio::spawn(renew_loop(self.inner.clone(), record.clone()));
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, %address, transport = %self.inner.transport.name(), "server listening")
@@ -278,7 +325,10 @@ impl Server for MucpServer {
         *running = Some(Running {
             address,
             record,
-            tasks: vec![accept, renew],
+            accept,
+            drain,
+            gate,
+            renew,
             subscribers,
         });
         Ok(())
@@ -288,7 +338,8 @@ impl Server for MucpServer {
         let Some(running) = self.inner.running.lock().await.take() else {
             return Ok(());
         };
-        // Stop being found first, then stop accepting, then let in-flight calls finish.
+        // Stop being found first, then stop accepting (new requests on open connections get
+        // a retryable 503), then let in-flight calls finish, then close the connections.
         if let Some(registry) = &self.inner.registry
             && let Err(err) = registry.deregister(&running.record).await
         {
@@ -299,9 +350,9 @@ impl Server for MucpServer {
         for sub in &running.subscribers {
             let _ = sub.unsubscribe().await;
         }
-        for task in &running.tasks {
-            task.abort();
-        }
+        running.gate.closing.store(true, Ordering::Release);
+        running.drain.start();
+        running.renew.abort();
         let grace = self.inner.config.grace_period;
         if tokio::time::timeout(grace, self.inner.stats.drained())
             .await
@@ -312,10 +363,14 @@ impl Server for MucpServer {
                 tracing::warn!(
                     in_flight = left,
                     ?grace,
-                    "grace period over; closing with requests in flight"
+                    "grace period over; answering the requests in flight with an error and closing"
                 )
             });
+            running.gate.expired.send_replace(true);
+            let _ = tokio::time::timeout(ANSWER_WAIT, self.inner.stats.drained()).await;
         }
+        running.accept.abort();
+        let _ = running.accept.await;
         *lock(&self.inner.address) = None;
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, address = %running.address, "server stopped")
@@ -391,17 +446,65 @@ fn ran(error: Error) -> Error {
 }
 
 /// The handler the listener serves every exchange with: unary requests and streams alike.
-fn exchange_handler(inner: Arc<Inner>) -> ExchangeHandler {
+/// Once the server stops, new exchanges are refused; once its grace period is over, those
+/// still running are answered with an error and dropped.
+fn exchange_handler(inner: Arc<Inner>, gate: Arc<Gate>) -> ExchangeHandler {
     Arc::new(move |exchange: Exchange| {
         let inner = inner.clone();
+        let gate = gate.clone();
         Box::pin(async move {
             let _guard = inner.stats.begin();
-            let received = Received::new(&inner, exchange.first);
-            if let Err(err) = dispatch(&inner, received, exchange.stream).await {
+            let reply = wire::reply_headers(exchange.first.header.clone());
+            let sender = exchange.stream.sender.clone();
+            if gate.closing.load(Ordering::Acquire) {
+                let err = shutting_down();
                 failed(&inner, &err);
+                let _ = sender.send(wire::response_frame(reply, Err(err))).await;
+                return;
+            }
+            let stream = exchange.first.header(headers::STREAM).is_some();
+            let received = Received::new(&inner, exchange.first);
+            tokio::select! {
+                biased;
+                result = dispatch(&inner, received, exchange.stream) => {
+                    if let Err(err) = result {
+                        failed(&inner, &err);
+                    }
+                }
+                _ = gate.expired() => {
+                    let err = grace_over(gate.grace);
+                    failed(&inner, &err);
+                    let answer = if stream {
+                        streaming::error_frame(&err)
+                    } else {
+                        wire::response_frame(reply, Err(err))
+                    };
+                    let _ = sender.send(answer).await;
+                }
             }
         })
     })
+}
+
+/// The answer to a request that arrives while the server stops: no handler ran it.
+fn shutting_down() -> Error {
+    Error::unavailable(
+        ID,
+        "the server is shutting down and did not run the request; retry on another node",
+    )
+    .retryable()
+}
+
+/// The answer to a request still running when the server's grace period is over.
+fn grace_over(grace: Duration) -> Error {
+    Error::unavailable(
+        ID,
+        format!(
+            "the server stopped: its grace period ({grace:?}) ran out before the handler \
+             finished, so the request was cut short and may have run in part; retry only if \
+             it is safe to run twice, or give the server a longer server.grace_period"
+        ),
+    )
 }
 
 /// Counts a failed request and logs server-side failures.
