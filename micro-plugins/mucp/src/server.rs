@@ -42,13 +42,23 @@ struct Running {
     address: String,
     record: Service,
     /// Serves the listener; aborting it closes the connections.
-    accept: JoinHandle<()>,
+    accept: Task,
     /// Stops the listener accepting connections.
     drain: Drain,
     /// Tells this run's requests that the server stops.
     gate: Arc<Gate>,
-    renew: JoinHandle<()>,
+    renew: Task,
     subscribers: Vec<Box<dyn Subscriber>>,
+}
+
+/// A task aborted when dropped: a stop abandoned half-way (e.g. a second signal) still
+/// closes the listener and its connections.
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a stop tells the requests of one run of the server.
@@ -325,17 +335,17 @@ impl Server for MucpServer {
         *running = Some(Running {
             address,
             record,
-            accept,
+            accept: Task(accept),
             drain,
             gate,
-            renew,
+            renew: Task(renew),
             subscribers,
         });
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        let Some(running) = self.inner.running.lock().await.take() else {
+        let Some(mut running) = self.inner.running.lock().await.take() else {
             return Ok(());
         };
         // Stop being found first, then stop accepting (new requests on open connections get
@@ -352,7 +362,7 @@ impl Server for MucpServer {
         }
         running.gate.closing.store(true, Ordering::Release);
         running.drain.start();
-        running.renew.abort();
+        running.renew.0.abort();
         let grace = self.inner.config.grace_period;
         if tokio::time::timeout(grace, self.inner.stats.drained())
             .await
@@ -369,8 +379,8 @@ impl Server for MucpServer {
             running.gate.expired.send_replace(true);
             let _ = tokio::time::timeout(ANSWER_WAIT, self.inner.stats.drained()).await;
         }
-        running.accept.abort();
-        let _ = running.accept.await;
+        running.accept.0.abort();
+        let _ = (&mut running.accept.0).await;
         *lock(&self.inner.address) = None;
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, address = %running.address, "server stopped")
