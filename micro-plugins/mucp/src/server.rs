@@ -5,6 +5,7 @@
 //! with an error, and closes the connections.
 
 use crate::debug::{self, Stats};
+use crate::drain::{Gate, Task, grace_over, shutting_down};
 use crate::wire;
 use async_trait::async_trait;
 use micro_core::broker::{Broker, SubscribeOptions, Subscriber};
@@ -20,11 +21,9 @@ use micro_core::transport::{
 };
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const ID: &str = "go.micro.server";
 
@@ -49,45 +48,6 @@ struct Running {
     gate: Arc<Gate>,
     renew: Task,
     subscribers: Vec<Box<dyn Subscriber>>,
-}
-
-/// A task aborted when dropped: a stop abandoned half-way (e.g. a second signal) still
-/// closes the listener and its connections.
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// What a stop tells the requests of one run of the server.
-struct Gate {
-    /// Set when the server stops: new requests are refused.
-    closing: AtomicBool,
-    /// Set to true when the grace period is over: requests still running are answered with
-    /// an error and dropped.
-    expired: watch::Sender<bool>,
-    /// The grace period, for the error.
-    grace: Duration,
-}
-
-impl Gate {
-    fn new(grace: Duration) -> Self {
-        Gate {
-            closing: AtomicBool::new(false),
-            expired: watch::Sender::new(false),
-            grace,
-        }
-    }
-
-    /// Completes once the grace period is over.
-    async fn expired(&self) {
-        let mut expired = self.expired.subscribe();
-        if expired.wait_for(|e| *e).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 struct Inner {
@@ -494,27 +454,6 @@ fn exchange_handler(inner: Arc<Inner>, gate: Arc<Gate>) -> ExchangeHandler {
             }
         })
     })
-}
-
-/// The answer to a request that arrives while the server stops: no handler ran it.
-fn shutting_down() -> Error {
-    Error::unavailable(
-        ID,
-        "the server is shutting down and did not run the request; retry on another node",
-    )
-    .retryable()
-}
-
-/// The answer to a request still running when the server's grace period is over.
-fn grace_over(grace: Duration) -> Error {
-    Error::unavailable(
-        ID,
-        format!(
-            "the server stopped: its grace period ({grace:?}) ran out before the handler \
-             finished, so the request was cut short and may have run in part; retry only if \
-             it is safe to run twice, or give the server a longer server.grace_period"
-        ),
-    )
 }
 
 /// Counts a failed request and logs server-side failures.
