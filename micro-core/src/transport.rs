@@ -18,8 +18,8 @@ mod header_map;
 
 pub use bytestring::ByteString;
 pub use exchange::{
-    Accepting, Exchange, ExchangeFuture, ExchangeHandler, Serving, accept_streams, reply_once,
-    serve_stream,
+    Accepting, Drain, Exchange, ExchangeFuture, ExchangeHandler, Serving, accept_streams,
+    reply_once, serve_stream,
 };
 pub use header_map::{HeaderMap, IntoHeaderText, header_text};
 
@@ -297,13 +297,19 @@ pub async fn call_on_stream<C: Connection + ?Sized>(
 /// reaches the one [`ExchangeHandler`] given to [`Listener::serve`]: that is the only way
 /// requests come in. How a transport carries a unary exchange (one frame each way on tcp, a
 /// plain POST on http) is its own optimisation behind the same [`Exchange`].
+///
+/// Stopping takes two steps, alike on every transport: [`Drain::start`] stops accepting
+/// connections while the open ones keep bringing exchanges to the handler; dropping the
+/// future of [`Listener::serve`] then closes every connection (open streams fail with 503,
+/// after what was already sent to the peer has been written).
 #[async_trait]
 pub trait Listener: Send {
     /// The bound address (with the real port when `:0` was asked for).
     fn address(&self) -> String;
-    /// Hands every exchange peers open to `handler`, until the listener is closed. Dropping
-    /// the returned future closes the listener.
-    async fn serve(self: Box<Self>, handler: ExchangeHandler);
+    /// Hands every exchange peers open to `handler`, until the listener is closed; once
+    /// `drain` starts, accepts no new connection but keeps serving the open ones. Dropping
+    /// the returned future closes the listener and its connections.
+    async fn serve(self: Box<Self>, handler: ExchangeHandler, drain: Drain);
 }
 
 /// A way of carrying frames between processes (or within one).

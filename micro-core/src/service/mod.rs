@@ -196,39 +196,78 @@ impl<P> Service<P> {
         self.inner.shutdown.notify_one();
     }
 
-    /// Starts, waits for SIGINT, SIGTERM or [`Service::shutdown`], then stops.
+    /// Starts, waits for SIGINT, SIGTERM or [`Service::shutdown`], then stops gracefully
+    /// (see [`Service::stop`]). A second signal (or `shutdown`) during the stop stops at once:
+    /// the drain is abandoned, open connections are closed, and the error says so.
     pub async fn run(&self) -> Result<()> {
         self.start().await?;
-        wait_for_signal(&self.inner.shutdown).await;
-        self.stop().await
-    }
-}
-
-async fn wait_for_signal(shutdown: &Notify) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                    _ = shutdown.notified() => {}
-                }
-            }
-            Err(_) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = shutdown.notified() => {}
-                }
+        let mut signals = Signals::new();
+        signals.next(&self.inner.shutdown).await;
+        tokio::select! {
+            result = self.stop() => result,
+            _ = signals.next(&self.inner.shutdown) => {
+                self.inner.logger.in_scope(|| {
+                    tracing::warn!(service = %self.name(), "second signal: stopping at once")
+                });
+                Err(crate::Error::unavailable(
+                    "go.micro.service",
+                    "stopped at once by a second signal during the graceful stop: requests \
+                     still in flight were cut and stop hooks may not have run; send one \
+                     signal to let in-flight requests finish (server.grace_period)",
+                ))
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = shutdown.notified() => {}
+}
+
+/// The stop signals of [`Service::run`], registered once so that none is missed between
+/// the first and the second.
+struct Signals {
+    #[cfg(unix)]
+    unix: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                unix: [SignalKind::terminate(), SignalKind::interrupt()]
+                    .into_iter()
+                    .filter_map(|kind| signal(kind).ok())
+                    .collect(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Completes at the next signal or [`Service::shutdown`].
+    async fn next(&mut self, shutdown: &Notify) {
+        #[cfg(unix)]
+        {
+            if self.unix.len() < 2 {
+                // Registering failed: fall back on Ctrl-C alone.
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = shutdown.notified() => {}
+                }
+                return;
+            }
+            let received =
+                futures::future::select_all(self.unix.iter_mut().map(|s| Box::pin(s.recv())));
+            tokio::select! {
+                _ = received => {}
+                _ = shutdown.notified() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = shutdown.notified() => {}
+            }
         }
     }
 }

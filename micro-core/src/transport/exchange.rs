@@ -6,6 +6,7 @@ use crate::{Error, Result};
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// An exchange a peer opened: its opening frame, and the stream to read the rest from and
 /// answer on. For a unary exchange the receiver is already ended and the sender takes one
@@ -85,25 +86,65 @@ impl FrameSink for ReplyOnce {
     }
 }
 
+/// The first step of a graceful stop, given to [`Listener::serve`]: once
+/// [`started`](Drain::start), the listener stops accepting connections (new dials are refused)
+/// and keeps serving the connections already open, whose exchanges still reach the handler
+/// (a stopping server answers new ones with a retryable 503). Dropping the serve future is
+/// the second step: it closes every connection. Cheap to clone; clones share the signal.
+#[derive(Clone, Debug, Default)]
+pub struct Drain {
+    token: CancellationToken,
+}
+
+impl Drain {
+    /// A drain not started yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts draining: the listener stops accepting connections. Idempotent.
+    pub fn start(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether draining started.
+    pub fn is_started(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes once draining started.
+    pub async fn started(&self) {
+        self.token.cancelled().await;
+    }
+}
+
 /// A listener served by a task of its own; dropping it stops the task and closes the
 /// listener.
 pub struct Serving {
     address: String,
+    drain: Drain,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Serving {
     /// Serves `listener` with `handler` on a new task.
     pub fn start(listener: Box<dyn Listener>, handler: ExchangeHandler) -> Self {
+        let drain = Drain::new();
         Serving {
             address: listener.address(),
-            task: tokio::spawn(listener.serve(handler)),
+            task: tokio::spawn(listener.serve(handler, drain.clone())),
+            drain,
         }
     }
 
     /// The listener's bound address.
     pub fn address(&self) -> String {
         self.address.clone()
+    }
+
+    /// Stops accepting connections; the open ones go on being served until this is dropped.
+    pub fn drain(&self) {
+        self.drain.start();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The accept loop shared by the transport's and the broker's HTTP servers: HTTP/1.1 and h2c
-//! on one port, one task per connection, graceful shutdown when the token is cancelled.
+//! on one port, one task per connection; accepting stops when one token is cancelled, the
+//! connections shut down gracefully when another is.
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
@@ -14,11 +15,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Accepts connections on `tcp` until `token` is cancelled and serves each with `handle`;
-/// `what` names the server in log lines.
+/// Accepts connections on `tcp` until `accepting` is cancelled (then closes the socket) and
+/// serves each with `handle` until `token` is cancelled (then shuts it down gracefully:
+/// requests already received are answered); `what` names the server in log lines.
 pub(crate) async fn accept_loop<H, F, B>(
     tcp: TcpListener,
     builder: auto::Builder<TokioExecutor>,
+    accepting: CancellationToken,
     token: CancellationToken,
     logger: Logger,
     what: &'static str,
@@ -33,7 +36,7 @@ pub(crate) async fn accept_loop<H, F, B>(
     let builder = Arc::new(builder);
     loop {
         let accepted = tokio::select! {
-            _ = token.cancelled() => return,
+            _ = accepting.cancelled() => return,
             accepted = tcp.accept() => accepted,
         };
         let (socket, peer) = match accepted {

@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use micro_core::logger::Logger;
 use micro_core::transport::{
-    Exchange, ExchangeHandler, Listener, Message, STREAM_BUFFER, Stream, StreamIo, StreamReceiver,
-    reply_once, serve_stream, stream_pair,
+    Drain, Exchange, ExchangeHandler, Listener, Message, STREAM_BUFFER, Stream, StreamIo,
+    StreamReceiver, reply_once, serve_stream, stream_pair,
 };
 use micro_core::{Error, Result};
 use std::convert::Infallible;
@@ -50,13 +50,16 @@ struct Shared {
     logger: Logger,
 }
 
-/// A listening HTTP transport socket. Dropping it stops accepting connections and shuts the
-/// open ones down gracefully: requests already received finish, new ones are refused
-/// (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`).
+/// A listening HTTP transport socket. Draining it (see [`Listener::serve`]) closes the
+/// socket and keeps serving the open connections; dropping it shuts them down gracefully:
+/// requests already received finish, new ones are refused (HTTP/2 GOAWAY, HTTP/1.1
+/// `Connection: close`).
 pub struct HttpListener {
     address: String,
     streams: mpsc::Receiver<Stream>,
     shared: Arc<Shared>,
+    /// Stops accepting (a child of the shutdown token: shutting down stops accepting too).
+    accepting: CancellationToken,
     _shutdown: DropGuard,
 }
 
@@ -75,10 +78,18 @@ impl Listener for HttpListener {
     }
 
     /// Plain POSTs are served in the request's own task; each framed stream on a task of
-    /// its own.
-    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
+    /// its own. Draining closes the listening socket only.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
         let _ = self.shared.unary.set(handler.clone());
-        while let Some(stream) = self.streams.recv().await {
+        loop {
+            let stream = tokio::select! {
+                stream = self.streams.recv() => stream,
+                _ = drain.started(), if !self.accepting.is_cancelled() => {
+                    self.accepting.cancel();
+                    continue;
+                }
+            };
+            let Some(stream) = stream else { return };
             let handler = handler.clone();
             tokio::spawn(async move { serve_stream(stream, &handler).await });
         }
@@ -111,6 +122,7 @@ pub(crate) async fn listen(
         .map_err(|e| Error::internal(ID, format!("listen on {bind}: {e}")))?;
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     let token = CancellationToken::new();
+    let accepting = token.child_token();
     let shared = Arc::new(Shared {
         streams: tx,
         unary: OnceLock::new(),
@@ -122,6 +134,7 @@ pub(crate) async fn listen(
     tokio::spawn(crate::listen::accept_loop(
         tcp,
         builder(),
+        accepting.clone(),
         token.clone(),
         logger,
         "http transport",
@@ -134,6 +147,7 @@ pub(crate) async fn listen(
         address: local.to_string(),
         streams: rx,
         shared: listener_shared,
+        accepting,
         _shutdown: token.drop_guard(),
     })
 }

@@ -17,8 +17,8 @@
 //!   connections fails with 503. Streams already accepted keep working.
 
 use micro_core::transport::{
-    Connection, DialOptions, ExchangeHandler, Listener, Message, Stream, StreamIo, Transport,
-    serve_stream, stream_pair,
+    Connection, DialOptions, Drain, ExchangeHandler, Listener, Message, Stream, StreamIo,
+    Transport, serve_stream, stream_pair,
 };
 use micro_core::{Error, Plugin, Result};
 use std::collections::HashMap;
@@ -237,8 +237,9 @@ impl fmt::Debug for MemoryListener {
     }
 }
 
-impl Drop for MemoryListener {
-    fn drop(&mut self) {
+impl MemoryListener {
+    /// Frees the address: dials fail; connections already made keep their streams coming.
+    fn unlist(&self) {
         if let Some(inner) = self.transport.upgrade() {
             let mut state = inner.lock();
             if state
@@ -252,15 +253,30 @@ impl Drop for MemoryListener {
     }
 }
 
+impl Drop for MemoryListener {
+    fn drop(&mut self) {
+        self.unlist();
+    }
+}
+
 #[async_trait::async_trait]
 impl Listener for MemoryListener {
     fn address(&self) -> String {
         self.address.clone()
     }
 
-    /// Each stream a connection opens is served on a task of its own.
-    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
-        while let Some(stream) = self.incoming.recv().await {
+    /// Each stream a connection opens is served on a task of its own. Draining frees the
+    /// address (new dials fail); connections already made go on opening streams.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
+        loop {
+            let stream = tokio::select! {
+                stream = self.incoming.recv() => stream,
+                _ = drain.started(), if !drain.is_started() => {
+                    self.unlist();
+                    continue;
+                }
+            };
+            let Some(stream) = stream else { return };
             let handler = handler.clone();
             tokio::spawn(async move { serve_stream(stream, &handler).await });
         }

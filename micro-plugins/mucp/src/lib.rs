@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod debug;
+mod drain;
 pub mod server;
 pub mod wire;
 

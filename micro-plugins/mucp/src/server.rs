@@ -1,8 +1,11 @@
 //! The mucp server: accepts streams from any transport, dispatches them to handlers under
 //! the caller's deadline, registers the node with a TTL and renews it, and on stop
-//! deregisters, drains in-flight requests within the grace period and closes.
+//! deregisters, stops accepting connections, refuses new requests with a retryable 503,
+//! lets requests in flight finish within the grace period, answers those still running
+//! with an error, and closes the connections.
 
 use crate::debug::{self, Stats};
+use crate::drain::{Gate, Task, grace_over, shutting_down};
 use crate::wire;
 use async_trait::async_trait;
 use micro_core::broker::{Broker, SubscribeOptions, Subscriber};
@@ -13,15 +16,20 @@ use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription, catch_panic};
 use micro_core::streaming;
-use micro_core::transport::{Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport};
+use micro_core::transport::{
+    Drain, Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport, headers,
+};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 const ID: &str = "go.micro.server";
+
+/// How long requests still running when the grace period is over get to hand over their
+/// error answer before the connections close (they are dropped at once; this is a bound).
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// An endpoint ready to serve: its description, and where its requests go.
 struct Route {
@@ -32,7 +40,13 @@ struct Route {
 struct Running {
     address: String,
     record: Service,
-    tasks: Vec<JoinHandle<()>>,
+    /// Serves the listener; aborting it closes the connections.
+    accept: Task,
+    /// Stops the listener accepting connections.
+    drain: Drain,
+    /// Tells this run's requests that the server stops.
+    gate: Arc<Gate>,
+    renew: Task,
     subscribers: Vec<Box<dyn Subscriber>>,
 }
 
@@ -267,7 +281,10 @@ impl Server for MucpServer {
         self.inner.stats.restart();
         let subscribers = self.subscribe_all().await?;
         register(&self.inner, &record).await?;
-        let accept = tokio::spawn(listener.serve(exchange_handler(self.inner.clone())));
+        let gate = Arc::new(Gate::new(self.inner.config.grace_period));
+        let drain = Drain::new();
+        let handler = exchange_handler(self.inner.clone(), gate.clone());
+        let accept = tokio::spawn(listener.serve(handler, drain.clone()));
         let renew = tokio::spawn(renew_loop(self.inner.clone(), record.clone()));
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, %address, transport = %self.inner.transport.name(), "server listening")
@@ -276,17 +293,21 @@ impl Server for MucpServer {
         *running = Some(Running {
             address,
             record,
-            tasks: vec![accept, renew],
+            accept: Task(accept),
+            drain,
+            gate,
+            renew: Task(renew),
             subscribers,
         });
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        let Some(running) = self.inner.running.lock().await.take() else {
+        let Some(mut running) = self.inner.running.lock().await.take() else {
             return Ok(());
         };
-        // Stop being found first, then stop accepting, then let in-flight calls finish.
+        // Stop being found first, then stop accepting (new requests on open connections get
+        // a retryable 503), then let in-flight calls finish, then close the connections.
         if let Some(registry) = &self.inner.registry
             && let Err(err) = registry.deregister(&running.record).await
         {
@@ -297,9 +318,9 @@ impl Server for MucpServer {
         for sub in &running.subscribers {
             let _ = sub.unsubscribe().await;
         }
-        for task in &running.tasks {
-            task.abort();
-        }
+        running.gate.closing.store(true, Ordering::Release);
+        running.drain.start();
+        running.renew.0.abort();
         let grace = self.inner.config.grace_period;
         if tokio::time::timeout(grace, self.inner.stats.drained())
             .await
@@ -310,10 +331,14 @@ impl Server for MucpServer {
                 tracing::warn!(
                     in_flight = left,
                     ?grace,
-                    "grace period over; closing with requests in flight"
+                    "grace period over; answering the requests in flight with an error and closing"
                 )
             });
+            running.gate.expired.send_replace(true);
+            let _ = tokio::time::timeout(ANSWER_WAIT, self.inner.stats.drained()).await;
         }
+        running.accept.0.abort();
+        let _ = (&mut running.accept.0).await;
         *lock(&self.inner.address) = None;
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, address = %running.address, "server stopped")
@@ -389,14 +414,41 @@ fn ran(error: Error) -> Error {
 }
 
 /// The handler the listener serves every exchange with: unary requests and streams alike.
-fn exchange_handler(inner: Arc<Inner>) -> ExchangeHandler {
+/// Once the server stops, new exchanges are refused; once its grace period is over, those
+/// still running are answered with an error and dropped.
+fn exchange_handler(inner: Arc<Inner>, gate: Arc<Gate>) -> ExchangeHandler {
     Arc::new(move |exchange: Exchange| {
         let inner = inner.clone();
+        let gate = gate.clone();
         Box::pin(async move {
             let _guard = inner.stats.begin();
-            let received = Received::new(&inner, exchange.first);
-            if let Err(err) = dispatch(&inner, received, exchange.stream).await {
+            let reply = wire::reply_headers(exchange.first.header.clone());
+            let sender = exchange.stream.sender.clone();
+            if gate.closing.load(Ordering::Acquire) {
+                let err = shutting_down();
                 failed(&inner, &err);
+                let _ = sender.send(wire::response_frame(reply, Err(err))).await;
+                return;
+            }
+            let stream = exchange.first.header(headers::STREAM).is_some();
+            let received = Received::new(&inner, exchange.first);
+            tokio::select! {
+                biased;
+                result = dispatch(&inner, received, exchange.stream) => {
+                    if let Err(err) = result {
+                        failed(&inner, &err);
+                    }
+                }
+                _ = gate.expired() => {
+                    let err = grace_over(gate.grace);
+                    failed(&inner, &err);
+                    let answer = if stream {
+                        streaming::error_frame(&err)
+                    } else {
+                        wire::response_frame(reply, Err(err))
+                    };
+                    let _ = sender.send(answer).await;
+                }
             }
         })
     })

@@ -74,9 +74,11 @@ pub(crate) enum Event {
     LocalEnd(u32),
     /// A frame of this stream could not be sent; the writer wrote RESET instead.
     SendFailed(u32, Error),
-    /// Close the connection, failing open streams with this error (write failure, listener
-    /// dropped).
+    /// Close the connection, failing open streams with this error (write failure).
     Close(Error),
+    /// The listener was dropped: reset open streams with this error, write what is queued,
+    /// then close.
+    Shutdown(Error),
     /// The last client handle is gone: close once no stream is open.
     Orphaned,
 }

@@ -2,7 +2,7 @@
 //! and the [`TcpListener`] that yields the streams peers open.
 
 use crate::conn::{self, Event, Settings, Side};
-use micro_core::transport::{ExchangeHandler, Listener, Stream, serve_stream};
+use micro_core::transport::{Drain, ExchangeHandler, Listener, Stream, serve_stream};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -16,13 +16,16 @@ pub const ACCEPT_BACKLOG: usize = 128;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// A listening socket. Dropping it stops accepting and closes every connection it
-/// accepted (their open streams fail with 503).
+/// A listening socket. Draining it (see [`Listener::serve`]) closes the socket and keeps
+/// serving the connections it accepted; dropping it closes them too: each writes what was
+/// already queued, resets its open streams with 503 and closes.
 pub struct TcpListener {
     address: String,
     streams: mpsc::Receiver<Stream>,
     /// Shared with every accepted connection.
     unary: Arc<OnceLock<ExchangeHandler>>,
+    /// Stops accepting (a child of the close token: closing stops accepting too).
+    accepting: CancellationToken,
     _stop: DropGuard,
 }
 
@@ -41,10 +44,18 @@ impl Listener for TcpListener {
     }
 
     /// UNARY requests are served inside their connection (no stream, no channel); each
-    /// stream on a task of its own.
-    async fn serve(mut self: Box<Self>, handler: ExchangeHandler) {
+    /// stream on a task of its own. Draining closes the listening socket only.
+    async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
         let _ = self.unary.set(handler.clone());
-        while let Some(stream) = self.streams.recv().await {
+        loop {
+            let stream = tokio::select! {
+                stream = self.streams.recv() => stream,
+                _ = drain.started(), if !self.accepting.is_cancelled() => {
+                    self.accepting.cancel();
+                    continue;
+                }
+            };
+            let Some(stream) = stream else { return };
             let handler = handler.clone();
             tokio::spawn(async move { serve_stream(stream, &handler).await });
         }
@@ -70,6 +81,7 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
         .map_err(|error| Error::internal(crate::ID, format!("listening on {address}: {error}")))?
         .to_string();
     let stop = CancellationToken::new();
+    let accepting = stop.child_token();
     let (accept, streams) = mpsc::channel(ACCEPT_BACKLOG);
     let unary = Arc::new(OnceLock::new());
     // Each listener rate-limits the warnings of its own connections.
@@ -81,32 +93,46 @@ pub(crate) async fn listen(address: &str, settings: &Settings) -> Result<TcpList
         socket,
         accept,
         unary.clone(),
-        stop.clone(),
+        Tokens {
+            accepting: accepting.clone(),
+            stop: stop.clone(),
+        },
         settings,
     ));
     Ok(TcpListener {
         address: bound,
         streams,
         unary,
+        accepting,
         _stop: stop.drop_guard(),
     })
 }
 
-/// Accepts connections until `stop`, then closes them. Each connection has its own tasks,
-/// so one bad connection never affects the others or this loop.
+/// When the accept loop stops accepting, and when it closes the connections.
+struct Tokens {
+    /// Stop accepting (close the socket); the connections go on.
+    accepting: CancellationToken,
+    /// Close the connections.
+    stop: CancellationToken,
+}
+
+/// Accepts connections until `accepting` is cancelled, then closes the socket and waits for
+/// `stop` to close the connections. Each connection has its own tasks, so one bad connection
+/// never affects the others or this loop.
 async fn accept_loop(
     socket: tokio::net::TcpListener,
     accept: mpsc::Sender<Stream>,
     unary: Arc<OnceLock<ExchangeHandler>>,
-    stop: CancellationToken,
+    tokens: Tokens,
     settings: Settings,
 ) {
+    let Tokens { accepting, stop } = tokens;
     // The live connections, to close when the listener goes (weak: ended ones drop out).
     let mut connections: Vec<mpsc::WeakUnboundedSender<Event>> = Vec::new();
     let mut prune_at = 64;
     loop {
         let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = accepting.cancelled() => break,
             accepted = socket.accept() => accepted,
         };
         match accepted {
@@ -133,17 +159,20 @@ async fn accept_loop(
                     .logger
                     .in_scope(|| tracing::warn!(%error, "accepting a connection failed"));
                 tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = accepting.cancelled() => break,
                     _ = tokio::time::sleep(ACCEPT_RETRY) => {}
                 }
             }
         }
     }
+    drop(socket);
+    stop.cancelled().await;
     for connection in connections {
         if let Some(events) = connection.upgrade() {
-            let _ = events.send(Event::Close(Error::unavailable(
+            let _ = events.send(Event::Shutdown(Error::unavailable(
                 crate::ID,
-                "the listener was closed",
+                "the server closed the connection: it stopped before the stream ended; \
+                 the call may have run in part",
             )));
         }
     }

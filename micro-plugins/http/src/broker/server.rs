@@ -101,6 +101,7 @@ pub(crate) async fn start(
         tcp,
         builder(),
         token.clone(),
+        token.clone(),
         logger,
         "http broker",
         move |request, _peer| {

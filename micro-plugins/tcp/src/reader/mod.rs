@@ -81,6 +81,8 @@ enum Exit {
     Protocol(Error),
     /// Nothing open and nobody needs the connection (idle or orphaned): close gracefully.
     Quiet,
+    /// The listener closed: reset open streams with this error, flush, close.
+    Shutdown(Error),
 }
 
 /// What woke the reader up.
@@ -200,6 +202,18 @@ impl Reader {
             Exit::Closed(error) => {
                 self.log_debug(&error.detail);
                 self.finish(error);
+            }
+            Exit::Shutdown(error) => {
+                self.log_debug(&error.detail);
+                // The peer learns why each open stream ends; answers already queued go first.
+                for (&id, entry) in &self.streams {
+                    if !entry.local_done {
+                        let _ = self.control.send(Control::Reset(id, error.clone()));
+                    }
+                }
+                let _ = self.control.send(Control::Shutdown);
+                self.finish(error);
+                let _ = tokio::time::timeout(LINGER, self.kill.closed()).await;
             }
             Exit::Protocol(error) => {
                 self.log_protocol_error(&error);
@@ -470,6 +484,7 @@ impl Reader {
                 }
             }
             Event::Close(error) => return Err(Exit::Closed(error)),
+            Event::Shutdown(error) => return Err(Exit::Shutdown(error)),
             Event::Orphaned => self.orphaned = true,
         }
         Ok(())
