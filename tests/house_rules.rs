@@ -215,7 +215,8 @@ const APPLICATION_ONLY: [&str; 5] = [
     "strsim",
 ];
 
-fn normal_tree(package: &str) -> String {
+/// The run-time dependency tree of `package` (`cargo tree` plus `extra` arguments).
+fn normal_tree(package: &str, extra: &[&str]) -> String {
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
         .args([
@@ -228,6 +229,7 @@ fn normal_tree(package: &str) -> String {
             "normal,no-proc-macro",
             "--offline",
         ])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -252,7 +254,7 @@ fn plugin_crates_depend_on_the_contracts_only() {
     assert!(crates.len() > 5, "no plugin crates found: {crates:?}");
     for (name, dir) in crates {
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        let tree = normal_tree(&name);
+        let tree = normal_tree(&name, &[]);
         for banned in APPLICATION_ONLY {
             // A plugin may use one itself (the local registry watches its directory with
             // notify); it must not get it through micro-core.
@@ -268,22 +270,7 @@ fn plugin_crates_depend_on_the_contracts_only() {
         }
     }
     // The bare contracts themselves.
-    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args([
-            "tree",
-            "-p",
-            "micro-core",
-            "--no-default-features",
-            "--prefix",
-            "none",
-            "-e",
-            "normal,no-proc-macro",
-            "--offline",
-        ])
-        .output()
-        .unwrap();
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = normal_tree("micro-core", &["--no-default-features"]);
     for banned in APPLICATION_ONLY {
         assert!(
             !tree.lines().any(|l| l.starts_with(&format!("{banned} v"))),

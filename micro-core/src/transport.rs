@@ -19,7 +19,7 @@ mod header_map;
 pub use bytestring::ByteString;
 pub use exchange::{
     Accepting, Drain, Exchange, ExchangeFuture, ExchangeHandler, Serving, accept_streams,
-    reply_once, serve_stream,
+    reply_once, serve_stream, serve_streams,
 };
 pub use header_map::{HeaderMap, IntoHeaderText, header_text};
 

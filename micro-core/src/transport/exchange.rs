@@ -50,6 +50,30 @@ pub async fn serve_stream(mut stream: Stream, handler: &ExchangeHandler) {
     }
 }
 
+/// The serve loop of a listener whose connections hand their streams to one channel: every
+/// stream is served ([`serve_stream`]) on a task of its own. Once `drain` starts, `accepting`
+/// is cancelled (the transport closes its listening socket) while the streams of open
+/// connections are still served, until the channel closes.
+pub async fn serve_streams(
+    streams: &mut mpsc::Receiver<Stream>,
+    accepting: &CancellationToken,
+    handler: ExchangeHandler,
+    drain: super::Drain,
+) {
+    loop {
+        let stream = tokio::select! {
+            stream = streams.recv() => stream,
+            _ = drain.started(), if !accepting.is_cancelled() => {
+                accepting.cancel();
+                continue;
+            }
+        };
+        let Some(stream) = stream else { return };
+        let handler = handler.clone();
+        tokio::spawn(async move { serve_stream(stream, &handler).await });
+    }
+}
+
 /// The sender of a unary exchange: the one answer goes to `answer` (e.g. written as one
 /// frame by the connection); a second answer is an error.
 pub fn reply_once(answer: impl FnOnce(Message) -> Result<()> + Send + 'static) -> StreamSender {

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use micro_core::logger::Logger;
 use micro_core::transport::{
     Drain, Exchange, ExchangeHandler, Listener, Message, STREAM_BUFFER, Stream, StreamIo,
-    StreamReceiver, reply_once, serve_stream, stream_pair,
+    StreamReceiver, reply_once, serve_streams, stream_pair,
 };
 use micro_core::{Error, Result};
 use std::convert::Infallible;
@@ -81,18 +81,7 @@ impl Listener for HttpListener {
     /// its own. Draining closes the listening socket only.
     async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
         let _ = self.shared.unary.set(handler.clone());
-        loop {
-            let stream = tokio::select! {
-                stream = self.streams.recv() => stream,
-                _ = drain.started(), if !self.accepting.is_cancelled() => {
-                    self.accepting.cancel();
-                    continue;
-                }
-            };
-            let Some(stream) = stream else { return };
-            let handler = handler.clone();
-            tokio::spawn(async move { serve_stream(stream, &handler).await });
-        }
+        serve_streams(&mut self.streams, &self.accepting, handler, drain).await;
     }
 }
 

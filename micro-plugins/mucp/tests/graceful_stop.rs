@@ -2,16 +2,15 @@
 //! in flight finish, a new call during the drain gets a retryable 503 `go.micro.server`, and
 //! a call still running when the grace period is over gets a clear error instead of a hang.
 
+mod common;
+
 use micro_core::client::{self, CallOptions};
-use micro_core::config::{ClientConfig, ServerConfig};
-use micro_core::logger::Logger;
-use micro_core::middleware::Middleware;
-use micro_core::plugin::ServiceInfo;
+use micro_core::config::ServerConfig;
 use micro_core::server::{Handler, Server};
 use micro_core::transport::Transport;
 use micro_core::{Context, Error, Streaming};
 use micro_http::HttpTransport;
-use micro_mucp::{ClientParts, MucpClient, MucpServer, ServerParts};
+use micro_mucp::{MucpClient, MucpServer};
 use micro_tcp::TcpTransport;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,41 +58,11 @@ fn counting() -> Handler {
 }
 
 async fn server(transport: &Arc<dyn Transport>, grace: Duration, handler: Handler) -> MucpServer {
-    let server = MucpServer::new(
-        ServerConfig {
-            grace_period: grace,
-            ..Default::default()
-        },
-        ServerParts {
-            info: ServiceInfo {
-                name: "greeter".into(),
-                version: "1.0.0".into(),
-                id: "greeter-1".into(),
-            },
-            transport: transport.clone(),
-            registry: None,
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    );
-    server.handle(handler).unwrap();
-    server.handle(counting()).unwrap();
-    server.start().await.unwrap();
-    server
-}
-
-fn client(transport: &Arc<dyn Transport>) -> MucpClient {
-    MucpClient::new(
-        ClientConfig::default(),
-        ClientParts {
-            selector: None,
-            transport: transport.clone(),
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    )
+    let config = ServerConfig {
+        grace_period: grace,
+        ..Default::default()
+    };
+    common::server(transport, config, [handler, counting()]).await
 }
 
 fn at(address: &Option<String>) -> CallOptions {
@@ -173,7 +142,7 @@ async fn stop_lets_calls_in_flight_finish_and_refuses_new_ones() {
         )
         .await;
         let address = server.address();
-        let client = client(&transport);
+        let client = common::client(&transport);
         // A stream first, so that the http client has its HTTP/2 connection open.
         let mut warm = client::stream::<u64, u64>(
             &client,
@@ -250,7 +219,7 @@ async fn calls_still_running_after_the_grace_period_get_a_clear_error() {
         )
         .await;
         let address = server.address();
-        let client = client(&transport);
+        let client = common::client(&transport);
         let calls = in_flight(&client, &address, &counts, &name).await;
         tokio::time::timeout(WAIT, server.stop())
             .await

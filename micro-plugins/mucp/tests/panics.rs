@@ -1,17 +1,16 @@
 //! A handler that panics (issue 18, item 1): the caller gets a 500 naming the endpoint, and
 //! the connection and server go on serving other calls, over memory, tcp and http.
 
+mod common;
+
 use micro_core::client::{self, CallOptions};
-use micro_core::config::{ClientConfig, ServerConfig};
-use micro_core::logger::Logger;
-use micro_core::middleware::Middleware;
-use micro_core::plugin::ServiceInfo;
+use micro_core::config::ServerConfig;
 use micro_core::server::{Handler, Server};
 use micro_core::transport::Transport;
 use micro_core::{Context, Error, Streaming};
 use micro_http::HttpTransport;
 use micro_memory::MemoryTransport;
-use micro_mucp::{ClientParts, MucpClient, MucpServer, ServerParts};
+use micro_mucp::{MucpClient, MucpServer};
 use micro_tcp::TcpTransport;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,38 +47,10 @@ fn handlers() -> Vec<Handler> {
 }
 
 async fn start(transport: &Arc<dyn Transport>) -> (MucpServer, MucpClient, CallOptions) {
-    let server = MucpServer::new(
-        ServerConfig::default(),
-        ServerParts {
-            info: ServiceInfo {
-                name: "greeter".into(),
-                version: "1.0.0".into(),
-                id: "greeter-1".into(),
-            },
-            transport: transport.clone(),
-            registry: None,
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    );
-    for handler in handlers() {
-        server.handle(handler).unwrap();
-    }
-    server.start().await.unwrap();
-    let client = MucpClient::new(
-        ClientConfig::default(),
-        ClientParts {
-            selector: None,
-            transport: transport.clone(),
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    );
+    let server = common::server(transport, ServerConfig::default(), handlers()).await;
     let mut options = CallOptions::default();
     options.address = server.address();
-    (server, client, options)
+    (server, common::client(transport), options)
 }
 
 fn ctx() -> Context {

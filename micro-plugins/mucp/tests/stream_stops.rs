@@ -2,17 +2,16 @@
 //! its caller's deadline and when its caller goes away, and a bad `Timeout` header is a
 //! 400 that leaves the connection serving.
 
+mod common;
+
 use micro_core::client::{self, CallOptions};
-use micro_core::config::{ClientConfig, ServerConfig};
-use micro_core::logger::Logger;
-use micro_core::middleware::Middleware;
-use micro_core::plugin::ServiceInfo;
+use micro_core::config::ServerConfig;
 use micro_core::server::{Handler, Server};
 use micro_core::streaming;
 use micro_core::transport::{DialOptions, Message, Transport, headers};
 use micro_core::{Context, Streaming};
 use micro_memory::MemoryTransport;
-use micro_mucp::{ClientParts, MucpClient, MucpServer, ServerParts};
+use micro_mucp::MucpServer;
 use micro_tcp::TcpTransport;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,40 +47,11 @@ fn endless(produced: Arc<AtomicU64>) -> Handler {
 }
 
 async fn server(transport: &Arc<dyn Transport>, handler: Handler) -> MucpServer {
-    let server = MucpServer::new(
-        ServerConfig {
-            grace_period: GRACE,
-            ..Default::default()
-        },
-        ServerParts {
-            info: ServiceInfo {
-                name: "greeter".into(),
-                version: "1.0.0".into(),
-                id: "greeter-1".into(),
-            },
-            transport: transport.clone(),
-            registry: None,
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    );
-    server.handle(handler).unwrap();
-    server.start().await.unwrap();
-    server
-}
-
-fn client(transport: &Arc<dyn Transport>) -> MucpClient {
-    MucpClient::new(
-        ClientConfig::default(),
-        ClientParts {
-            selector: None,
-            transport: transport.clone(),
-            broker: None,
-            middleware: Middleware::default(),
-            logger: Logger::none(),
-        },
-    )
+    let config = ServerConfig {
+        grace_period: GRACE,
+        ..Default::default()
+    };
+    common::server(transport, config, [handler]).await
 }
 
 fn at(server: &MucpServer) -> CallOptions {
@@ -113,7 +83,7 @@ async fn a_streaming_handler_stops_at_the_callers_deadline() {
     for transport in transports() {
         let produced = Arc::new(AtomicU64::new(0));
         let server = server(&transport, endless(produced.clone())).await;
-        let client = client(&transport);
+        let client = common::client(&transport);
         let ctx = Context::new().with_timeout(Duration::from_millis(50));
         let mut stream =
             client::stream::<u64, u64>(&client, &ctx, "greeter", "Greeter.Count", at(&server))
@@ -145,7 +115,7 @@ async fn a_streaming_handler_stops_when_its_caller_goes_away() {
     for transport in transports() {
         let produced = Arc::new(AtomicU64::new(0));
         let server = server(&transport, endless(produced.clone())).await;
-        let client = client(&transport);
+        let client = common::client(&transport);
         let ctx = Context::new();
         let mut stream =
             client::stream::<u64, u64>(&client, &ctx, "greeter", "Greeter.Count", at(&server))
@@ -214,7 +184,7 @@ async fn a_stream_request_stream_ends_at_the_deadline() {
             },
         );
         let server = server(&transport, waiting).await;
-        let client = client(&transport);
+        let client = common::client(&transport);
         let ctx = Context::new().with_timeout(Duration::from_millis(50));
         let mut stream =
             client::stream::<u64, u64>(&client, &ctx, "greeter", "Greeter.Sum", at(&server))

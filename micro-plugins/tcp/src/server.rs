@@ -2,7 +2,7 @@
 //! and the [`TcpListener`] that yields the streams peers open.
 
 use crate::conn::{self, Event, Settings, Side};
-use micro_core::transport::{Drain, ExchangeHandler, Listener, Stream, serve_stream};
+use micro_core::transport::{Drain, ExchangeHandler, Listener, Stream, serve_streams};
 use micro_core::{Error, Result};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -47,18 +47,7 @@ impl Listener for TcpListener {
     /// stream on a task of its own. Draining closes the listening socket only.
     async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
         let _ = self.unary.set(handler.clone());
-        loop {
-            let stream = tokio::select! {
-                stream = self.streams.recv() => stream,
-                _ = drain.started(), if !self.accepting.is_cancelled() => {
-                    self.accepting.cancel();
-                    continue;
-                }
-            };
-            let Some(stream) = stream else { return };
-            let handler = handler.clone();
-            tokio::spawn(async move { serve_stream(stream, &handler).await });
-        }
+        serve_streams(&mut self.streams, &self.accepting, handler, drain).await;
     }
 }
 
