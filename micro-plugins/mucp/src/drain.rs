@@ -39,6 +39,19 @@ impl Gate {
         }
     }
 
+    /// `work`, or the grace-period error once a stopping server's grace period is over (the
+    /// work is dropped then).
+    pub(crate) async fn until_grace_over<T>(
+        &self,
+        work: impl std::future::Future<Output = micro_core::Result<T>>,
+    ) -> micro_core::Result<T> {
+        tokio::select! {
+            biased;
+            result = work => result,
+            _ = self.expired() => Err(grace_over(self.grace)),
+        }
+    }
+
     /// Completes once the grace period is over.
     pub(crate) async fn expired(&self) {
         let mut expired = self.expired.subscribe();

@@ -17,7 +17,7 @@ use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription, catch_panic};
 use micro_core::streaming;
 use micro_core::transport::{
-    Drain, Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport, headers,
+    Drain, Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport,
 };
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -422,33 +422,9 @@ fn exchange_handler(inner: Arc<Inner>, gate: Arc<Gate>) -> ExchangeHandler {
         let gate = gate.clone();
         Box::pin(async move {
             let _guard = inner.stats.begin();
-            let reply = wire::reply_headers(exchange.first.header.clone());
-            let sender = exchange.stream.sender.clone();
-            if gate.closing.load(Ordering::Acquire) {
-                let err = shutting_down();
-                failed(&inner, &err);
-                let _ = sender.send(wire::response_frame(reply, Err(err))).await;
-                return;
-            }
-            let stream = exchange.first.header(headers::STREAM).is_some();
             let received = Received::new(&inner, exchange.first);
-            tokio::select! {
-                biased;
-                result = dispatch(&inner, received, exchange.stream) => {
-                    if let Err(err) = result {
-                        failed(&inner, &err);
-                    }
-                }
-                _ = gate.expired() => {
-                    let err = grace_over(gate.grace);
-                    failed(&inner, &err);
-                    let answer = if stream {
-                        streaming::error_frame(&err)
-                    } else {
-                        wire::response_frame(reply, Err(err))
-                    };
-                    let _ = sender.send(answer).await;
-                }
+            if let Err(err) = dispatch(&inner, &gate, received, exchange.stream).await {
+                failed(&inner, &err);
             }
         })
     })
@@ -520,13 +496,20 @@ fn stream_only(request: &Request) -> Error {
 
 /// Routes a request and answers it on its stream (one response frame for a unary endpoint);
 /// the error (if any) has been sent to the caller already.
-async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<()> {
+async fn dispatch(inner: &Inner, gate: &Gate, received: Received, stream: Stream) -> Result<()> {
     let Received {
         request,
         reply,
         ctx,
     } = received;
     let sender = stream.sender.clone();
+    if gate.closing.load(Ordering::Acquire) {
+        let err = shutting_down();
+        sender
+            .send(wire::response_frame(reply, Err(err.clone())))
+            .await?;
+        return Err(err);
+    }
     let target = match request.and_then(|r| route(inner, r)) {
         Ok((request, Target::Stream(_))) if !request.stream => Err(stream_only(&request)),
         other => other,
@@ -534,11 +517,12 @@ async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<(
     let result = match target {
         Ok((request, Target::Unary(service))) => {
             let call = call_unary(inner, &service, request, &ctx);
-            catch_panic(call, || endpoint_of(&reply)).await
+            gate.until_grace_over(catch_panic(call, || endpoint_of(&reply)))
+                .await
         }
         Ok((request, Target::Stream(f))) => {
-            // A stream is stopped at its deadline (no grace: it would keep sending), and as
-            // soon as its caller stops receiving.
+            // A stream is stopped at its deadline (no grace: it would keep sending), as soon
+            // as its caller stops receiving, and when a stopping server's grace period is over.
             let work = async {
                 tokio::select! {
                     result = catch_panic(f(request, stream), || endpoint_of(&reply)) => result,
@@ -546,6 +530,7 @@ async fn dispatch(inner: &Inner, received: Received, stream: Stream) -> Result<(
                         ctx.cancel();
                         Err(Error::transport(ID, "the caller went away; the stream was stopped"))
                     }
+                    _ = gate.expired() => Err(grace_over(gate.grace)),
                 }
             };
             let result = micro_core::context::under_deadline(&ctx, work, Duration::ZERO)
