@@ -4,7 +4,8 @@
 //! after `read_timeout`; a bad content type is a 415; protocol-error warnings are rate-limited;
 //! zero limits and absurdly nested config files stop the process at start with the key or
 //! file named; a client that pipelines calls and never reads does not make the server buffer
-//! every answer. (Graceful stop is `stop_processes.rs`.)
+//! every answer; a FIFO in the local registry's directory does not hang lookups. (Graceful
+//! stop is `stop_processes.rs`.)
 //!
 //! Child processes are this test binary run again with `MICRO_PROBE_CHILD` set: a service
 //! built with `Service::builder()` from the environment the parent gives it, run with
@@ -54,6 +55,28 @@ async fn probe_child() {
         .args(["probe"])
         .env(env)
         .handler(handlers)
+        .handler_with(|caller| {
+            // `Probe.Ask` calls `Probe.Hello` by name: a registry lookup, then a call.
+            let client = caller.client.clone();
+            vec![micro::server::Handler::unary(
+                "Probe.Ask",
+                move |ctx: Context, name: String| {
+                    let client = client.clone();
+                    async move {
+                        let client = client.ok_or_else(|| Error::internal("probe", "no client"))?;
+                        micro::client::call::<String, String>(
+                            &*client,
+                            &ctx,
+                            "probe",
+                            "Probe.Hello",
+                            &name,
+                            micro::client::CallOptions::default(),
+                        )
+                        .await
+                    }
+                },
+            )]
+        })
         .try_build();
     let service = match built {
         Ok(Built::Service(s)) => s,
@@ -437,5 +460,31 @@ async fn pipelined_calls_never_read_do_not_pile_up_in_the_server() {
         .expect("the server reads again once its answers are read")
         .unwrap();
     assert_eq!(answers.await.unwrap(), CALLS);
+    probe.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_the_registry_directory_does_not_hang_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry_dir = dir.path().to_str().unwrap().to_string();
+    let (probe, address) = Probe::started(&[
+        ("MICRO_REGISTRY", "local"),
+        ("MICRO_REGISTRY_DIR", registry_dir.as_str()),
+    ]);
+    // The probe registered itself: put a FIFO named like a record beside its record, before
+    // anything looked the service up.
+    let versions = std::fs::read_dir(dir.path().join("probe")).expect("the probe registered");
+    for version in versions {
+        let fifo = version.unwrap().path().join("x.json");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success(), "mkfifo {}", fifo.display());
+    }
+    let mut raw = Raw::connect(&address).await;
+    for id in [1u32, 3] {
+        raw.send(&request(id, "Probe.Ask", "\"fifo\"", &[])).await;
+        let answer = raw.next().await.expect("an answer");
+        assert!(error_of(&answer).is_none(), "{:?}", error_of(&answer));
+        assert_eq!(&answer.message.body[..], b"\"Hello fifo\"");
+    }
     probe.stop();
 }
