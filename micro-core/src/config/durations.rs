@@ -25,7 +25,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn from_raw<E: de::Error>(raw: Raw) -> Result<Duration, E> {
     match raw {
         Raw::Seconds(s) => Ok(Duration::from_secs(s)),
-        Raw::Float(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
+        Raw::Float(f) if f.is_finite() && f >= 0.0 => {
+            Duration::try_from_secs_f64(f).map_err(|_| {
+                E::custom(format!(
+                    "invalid duration {f}: it is too large; write it as 30 (seconds), 5s, 1m \
+                     or 250ms"
+                ))
+            })
+        }
         Raw::Float(f) => Err(E::custom(format!(
             "invalid duration {f}: it must not be negative"
         ))),
@@ -81,5 +88,19 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert!(parse_duration("soon").unwrap_err().contains("250ms"));
+    }
+
+    #[test]
+    fn huge_float_seconds_are_an_error_not_a_panic() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Holder {
+            #[serde(with = "duration")]
+            #[allow(dead_code)]
+            d: Duration,
+        }
+        let err = serde_json::from_str::<Holder>(r#"{"d": 5.4e256}"#).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let ok: Holder = serde_json::from_str(r#"{"d": 1.5}"#).unwrap();
+        assert_eq!(ok.d, Duration::from_millis(1500));
     }
 }

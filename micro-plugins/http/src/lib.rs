@@ -21,6 +21,7 @@ mod listen;
 mod plain;
 mod server;
 mod transport;
+mod watch;
 
 pub use broker::{HttpBroker, HttpBrokerOptions};
 pub use client::HttpConnection;

@@ -4,6 +4,7 @@
 
 use crate::frame::{self, Decoder};
 use crate::headers::{self, FRAMES_CONTENT_TYPE, MICRO_ERROR, MICRO_STREAM};
+use crate::watch::Timeouts;
 use crate::{ID, body};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -47,6 +48,8 @@ struct Shared {
     /// Answers plain POSTs directly, once the listener was given one.
     unary: OnceLock<ExchangeHandler>,
     max_body_size: usize,
+    /// A request body, or a stream frame, begun must be complete within this (None = never).
+    read_timeout: Option<Duration>,
     logger: Logger,
 }
 
@@ -96,10 +99,12 @@ fn bind_address(address: &str) -> String {
     }
 }
 
-/// Binds `address` and serves it until the returned listener is dropped.
+/// Binds `address` and serves it until the returned listener is dropped; `timeouts` are the
+/// connections' time limits.
 pub(crate) async fn listen(
     address: &str,
     max_body_size: usize,
+    timeouts: Timeouts,
     logger: Logger,
 ) -> Result<HttpListener> {
     let bind = bind_address(address);
@@ -116,6 +121,7 @@ pub(crate) async fn listen(
         streams: tx,
         unary: OnceLock::new(),
         max_body_size,
+        read_timeout: crate::watch::limit(timeouts.read),
         logger,
     });
     let logger = shared.logger.clone();
@@ -123,6 +129,7 @@ pub(crate) async fn listen(
     tokio::spawn(crate::listen::accept_loop(
         tcp,
         builder(),
+        timeouts,
         accepting.clone(),
         token.clone(),
         logger,
@@ -143,7 +150,13 @@ pub(crate) async fn listen(
 
 fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    // Head and idle time limits are the accept loop's (hyper's head timer also runs while
+    // a keep-alive connection waits for its next request).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -221,6 +234,17 @@ async fn handle(
     }
 }
 
+/// The 408 error for `what` (a request body, a stream frame) not complete within `limit`.
+fn read_timed_out(limit: Duration, what: &str) -> Error {
+    Error::timeout(
+        ID,
+        format!(
+            "the {what} was not complete within {limit:?} (transport.read_timeout): send it \
+             faster, or raise the server's read_timeout"
+        ),
+    )
+}
+
 fn closed_listener() -> Error {
     Error::unavailable(
         "go.micro.server",
@@ -239,8 +263,24 @@ async fn unary(
         Ok(header) => header,
         Err(err) => return headers::error_response(&err),
     };
-    let body = match body::request_body(request, shared.max_body_size, ID, "request").await {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let read = body::request_body(request, shared.max_body_size, ID, "request");
+    let body = match shared.read_timeout {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .unwrap_or_else(|_| Err(read_timed_out(limit, "request body"))),
+        None => read.await,
+    };
+    let body = match body {
         Ok(body) => body,
+        Err(err) if err.code == 408 && http1 => {
+            // The rest of the body is not read: the connection cannot carry another request.
+            let mut response = headers::error_response(&err);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         Err(err) => return headers::error_response(&err),
     };
     if let Some(handler) = shared.unary.get() {
@@ -336,7 +376,7 @@ async fn framed(
         incoming,
         body_tx.downgrade(),
         abort.clone(),
-        max,
+        (max, shared.read_timeout),
         shared.logger.clone(),
     ));
     tokio::spawn(write_frames(
@@ -360,11 +400,13 @@ async fn read_frames(
     incoming: mpsc::Sender<Result<Message>>,
     out: mpsc::WeakSender<Bytes>,
     abort: CancellationToken,
-    max: usize,
+    (max, read_timeout): (usize, Option<Duration>),
     logger: Logger,
 ) {
-    deliver_frames(&mut body, incoming, &out, &abort, max, &logger).await;
-    drain(body, max, &logger).await;
+    let limits = (max, read_timeout);
+    if deliver_frames(&mut body, incoming, &out, &abort, limits, &logger).await {
+        drain(body, max, &logger).await;
+    }
 }
 
 /// Reads what is left of a request body once its frames are no longer wanted, up to the
@@ -401,18 +443,24 @@ async fn drain(mut body: Incoming, max: usize, logger: &Logger) {
 
 /// Request body → frames for the handler, until END, RESET, a malformed frame (the handler
 /// gets the error, the client a RESET frame, and the exchange ends), the end of the body, or
-/// the handler dropping its receiver. The handler's stream ends (`None`) on return.
+/// the handler dropping its receiver. The handler's stream ends (`None`) on return. A frame
+/// begun (from its first byte, or the end of the frame before it) must be complete within
+/// `read_timeout`, else the stream fails with 408 and false is returned: the rest of the
+/// body is not worth draining.
 async fn deliver_frames(
     body: &mut Incoming,
     incoming: mpsc::Sender<Result<Message>>,
     out: &mpsc::WeakSender<Bytes>,
     abort: &CancellationToken,
-    max: usize,
+    (max, read_timeout): (usize, Option<Duration>),
     logger: &Logger,
-) {
+) -> bool {
     let mut decoder = Decoder::new(max);
     let fail = |err: Error| fail_stream(err, &incoming, out, abort, logger);
+    // When the frame being read began.
+    let mut began: Option<tokio::time::Instant> = None;
     loop {
+        let mut completed = false;
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) if frame.is_reset() => {
@@ -423,48 +471,74 @@ async fn deliver_frames(
                         .unwrap_or_else(|| Error::unavailable(ID, "stream reset by the client"));
                     let _ = incoming.send(Err(err)).await;
                     abort.cancel();
-                    return;
+                    return true;
                 }
                 Ok(Some(frame)) => {
+                    completed = true;
                     let end = frame.is_end();
                     if (!end || frame::has_message(&frame))
                         && incoming.send(Ok(frame.message)).await.is_err()
                     {
-                        return;
+                        return true;
                     }
                     if end {
-                        return;
+                        return true;
                     }
                 }
                 Ok(None) => break,
-                Err(err) => return fail(err).await,
+                Err(err) => {
+                    fail(err).await;
+                    return true;
+                }
             }
         }
+        began = match (decoder.has_partial(), began) {
+            (false, _) => None,
+            (true, Some(at)) if !completed => Some(at),
+            (true, _) => Some(tokio::time::Instant::now()),
+        };
+        let deadline = began.zip(read_timeout).map(|(at, limit)| at + limit);
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let next = tokio::select! {
             next = body.frame() => next,
             // The handler stopped reading: nothing more to deliver.
-            _ = incoming.closed() => return,
+            _ = incoming.closed() => return true,
+            _ = timer => {
+                let limit = read_timeout.unwrap_or_default();
+                fail(read_timed_out(limit, "stream frame")).await;
+                return false;
+            }
         };
         match next {
             Some(Ok(chunk)) => {
                 if let Ok(data) = chunk.into_data() {
+                    if !decoder.has_partial() {
+                        // A new frame begins with these bytes.
+                        began = None;
+                    }
                     decoder.push(&data);
                 }
             }
             Some(Err(err)) => {
                 let err = Error::unavailable(ID, format!("reading the request stream: {err}"));
                 let _ = incoming.send(Err(err)).await;
-                return;
+                return true;
             }
             // The body ended without an END frame: the end of the body ends the stream.
             None if decoder.has_partial() => {
-                return fail(Error::bad_request(
+                fail(Error::bad_request(
                     ID,
                     "malformed frame: the request body ended inside a frame",
                 ))
                 .await;
+                return true;
             }
-            None => return,
+            None => return true,
         }
     }
 }

@@ -26,6 +26,17 @@ pub struct HttpTransportOptions {
     pub dial_timeout: Duration,
     /// Send a client stream whose first frame has no Micro-Stream header as one plain HTTP POST (to call go-micro services); such a stream carries one request and one response frame.
     pub plain_unary: bool,
+    /// Server: a request head (HTTP/1.1), a request body, or a stream frame, once begun, must
+    /// be complete within this time, or the connection is closed (a body: 408 and close over
+    /// HTTP/1.1; over HTTP/2 the stream fails with 408). 0 = never.
+    #[serde(with = "micro_core::config::duration")]
+    #[component(default = Duration::from_secs(30))]
+    pub read_timeout: Duration,
+    /// Server: close a connection after this long with no request in flight and no bytes
+    /// received. 0 = never.
+    #[serde(with = "micro_core::config::duration")]
+    #[component(default = Duration::from_secs(300))]
+    pub idle_timeout: Duration,
 }
 
 /// The HTTP transport. Cheap to clone; clones share the per-address connection cache.
@@ -114,8 +125,17 @@ impl Transport for HttpTransport {
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
-        let listener =
-            server::listen(address, self.options.max_body_size, self.logger.clone()).await?;
+        let timeouts = crate::watch::Timeouts {
+            read: self.options.read_timeout,
+            idle: self.options.idle_timeout,
+        };
+        let listener = server::listen(
+            address,
+            self.options.max_body_size,
+            timeouts,
+            self.logger.clone(),
+        )
+        .await?;
         Ok(Box::new(listener))
     }
 }

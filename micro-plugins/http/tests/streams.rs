@@ -290,6 +290,10 @@ fn options_come_from_config() {
             "--transport_dial_timeout",
             "2s",
             "--transport_plain_unary",
+            "--transport_read_timeout",
+            "250ms",
+            "--transport_idle_timeout",
+            "0",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -303,9 +307,14 @@ fn options_come_from_config() {
     assert_eq!(options.max_body_size, 1024);
     assert_eq!(options.dial_timeout, Duration::from_secs(2));
     assert!(options.plain_unary);
+    assert_eq!(options.read_timeout, Duration::from_millis(250));
+    assert_eq!(options.idle_timeout, Duration::ZERO);
     let defaults = HttpTransportOptions::default();
     assert_eq!(defaults.max_body_size, 4 * 1024 * 1024);
     assert_eq!(defaults.dial_timeout, Duration::from_secs(5));
     assert!(!defaults.plain_unary);
+    // The tcp transport's names and defaults: both read the `transport:` section.
+    assert_eq!(defaults.read_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(300));
     assert!(micro_http::plugins().find("transport", "http").is_ok());
 }

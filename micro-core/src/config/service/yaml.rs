@@ -68,9 +68,12 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Value, ConfigError> {
             ),
         });
     }
-    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.to_string(),
-        reason: e.to_string(),
+    let value: Value = serde_yaml::from_str(text).map_err(|e| {
+        let reason = e.to_string();
+        out_of_range(&reason, file).unwrap_or_else(|| ConfigError::Parse {
+            file: file.to_string(),
+            reason,
+        })
     })?;
     match value {
         Value::Object(_) => Ok(value),
@@ -83,6 +86,19 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Value, ConfigError> {
             ),
         }),
     }
+}
+
+/// The YAML reader's error for a whole number beyond 64 bits (`KEY: JSON number out of range
+/// at line L column C`), as the wrong type for that key: the file is valid YAML.
+fn out_of_range(reason: &str, file: &str) -> Option<ConfigError> {
+    let (key, rest) = reason.split_once(": ")?;
+    let at = rest.strip_prefix("JSON number out of range")?;
+    Some(ConfigError::WrongType {
+        origin: format!("config file {file}"),
+        key: key.to_string(),
+        expected: "a number within 64 bits".to_string(),
+        found: format!("a longer number{at}"),
+    })
 }
 
 /// "a string", "a list", ... for messages.
@@ -145,5 +161,20 @@ mod depth_tests {
         // At the limit the scan lets it through; the parser then decides.
         assert!(too_deep(&nested).is_none());
         let _ = parse(&nested, "limit.yaml");
+    }
+
+    #[test]
+    fn a_number_beyond_64_bits_is_the_wrong_type_for_its_key() {
+        let err = parse("client:\n  pool_size: 19000000000000000000\n", "big.yaml").unwrap_err();
+        match err {
+            ConfigError::WrongType { origin, key, .. } => {
+                assert_eq!(key, "client.pool_size");
+                assert!(origin.contains("big.yaml"), "{origin}");
+            }
+            other => panic!("expected WrongType, got {other:?}"),
+        }
+        // Broken YAML stays a parse error.
+        let err = parse("client:\n  pool_size: [1\n", "broken.yaml").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     }
 }

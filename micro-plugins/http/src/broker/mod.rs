@@ -139,6 +139,7 @@ impl HttpBroker {
             max_body_size: settings.options.max_body_size,
             dial_timeout: settings.options.publish_timeout,
             plain_unary: true,
+            ..HttpTransportOptions::default()
         })
         .with_logger(settings.logger.clone());
         HttpBroker {

@@ -100,6 +100,7 @@ pub(crate) async fn start(
     tokio::spawn(crate::listen::accept_loop(
         tcp,
         builder(),
+        crate::watch::Timeouts::default(),
         token.clone(),
         token.clone(),
         logger,
@@ -143,7 +144,13 @@ fn advertised(local: SocketAddr, advertise: &str, logger: &Logger) -> String {
 
 fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    // Head and idle time limits are the accept loop's (hyper's head timer also runs while
+    // a keep-alive connection waits for its next request).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     builder
 }
