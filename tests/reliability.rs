@@ -2,7 +2,8 @@
 //! documented wire format on a raw socket: a panicking handler and an absurd `Timeout` leave
 //! the connection serving; streams beyond `max_streams` are refused; half a frame is cut
 //! after `read_timeout`; a bad content type is a 415; protocol-error warnings are rate-limited;
-//! zero limits and absurdly nested config files stop the process at start with the key or
+//! a stalled HTTP head or body is cut after `read_timeout`; zero limits and absurdly nested
+//! config files stop the process at start with the key or
 //! file named; a client that pipelines calls and never reads does not make the server buffer
 //! every answer; a FIFO in the local registry's directory does not hang lookups. (Graceful
 //! stop is `stop_processes.rs`.)
@@ -327,6 +328,43 @@ async fn half_a_frame_is_cut_after_read_timeout() {
         errors.iter().any(|e| e.detail.contains("read_timeout")),
         "{errors:?}"
     );
+    probe.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_http_clients_are_cut_after_read_timeout() {
+    let (probe, address) = Probe::started(&[
+        ("MICRO_TRANSPORT", "http"),
+        ("MICRO_TRANSPORT_READ_TIMEOUT", "300ms"),
+    ]);
+    // Half a request head: the connection is closed.
+    let mut socket = TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(b"POST / HTTP/1.1\r\nHost: probe\r\nMicro-Endp")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut rest))
+        .await
+        .expect("the server closes a connection whose head stalls")
+        .unwrap();
+    // A body shorter than announced: a 408 naming the option, then the connection closes.
+    let mut socket = TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: probe\r\nMicro-Endpoint: Probe.Hello\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n\"0123456",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("read_timeout"), "{answer}");
     probe.stop();
 }
 
