@@ -1,12 +1,12 @@
-//! Issue 18's probes against a real service process on the tcp transport, speaking the
+//! Issue 18's probes against a real service process (tcp unless said), speaking the
 //! documented wire format on a raw socket: a panicking handler and an absurd `Timeout` leave
 //! the connection serving; streams beyond `max_streams` are refused; half a frame is cut
-//! after `read_timeout`; a bad content type is a 415; protocol-error warnings are rate-limited;
-//! a stalled HTTP head or body is cut after `read_timeout`; zero limits and absurdly nested
-//! config files stop the process at start with the key or
-//! file named; a client that pipelines calls and never reads does not make the server buffer
-//! every answer; a FIFO in the local registry's directory does not hang lookups. (Graceful
-//! stop is `stop_processes.rs`.)
+//! after `read_timeout`; a bad content type is a 415; protocol-error warnings are
+//! rate-limited; on http a stalled head or body is cut after `read_timeout`; zero limits and
+//! absurdly nested config files stop the process at start, naming the key or file; a client
+//! that pipelines calls and never reads does not make the server buffer every answer; a FIFO
+//! in the local registry's directory does not hang lookups. (Graceful stop is
+//! `stop_processes.rs`.)
 //!
 //! Child processes are this test binary run again with `MICRO_PROBE_CHILD` set: a service
 //! built with `Service::builder()` from the environment the parent gives it, run with
