@@ -310,6 +310,31 @@ async fn streams_beyond_max_streams_are_refused_naming_the_option() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_request_never_comes_is_reset_after_first_message_timeout() {
+    let (probe, address) = Probe::started(&[("MICRO_TRANSPORT_FIRST_MESSAGE_TIMEOUT", "300ms")]);
+    let mut raw = Raw::connect(&address).await;
+    // The opening frame of a client stream, then nothing: the handler would wait forever.
+    let mut open = request(1, "Probe.Count", "", &[("Micro-Stream", "true")]);
+    open.flags = 0;
+    open.message.body = Default::default();
+    raw.send(&open).await;
+    let reset = loop {
+        let f = raw.next().await.expect("the connection stays open");
+        if f.flags & frame::RESET != 0 {
+            break f;
+        }
+    };
+    let err = error_of(&reset).expect("the RESET carries an error");
+    assert_eq!(err.code, 408, "{err}");
+    assert!(err.detail.contains("first_message_timeout"), "{err}");
+    // The connection goes on serving.
+    raw.send(&request(3, "Probe.Hello", "\"next\"", &[])).await;
+    let answer = raw.next().await.expect("an answer");
+    assert_eq!(&answer.message.body[..], b"\"Hello next\"");
+    probe.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_frame_is_cut_after_read_timeout() {
     let (probe, address) = Probe::started(&[("MICRO_TRANSPORT_READ_TIMEOUT", "300ms")]);
     let mut raw = Raw::connect(&address).await;
