@@ -1,7 +1,8 @@
 //! Issue 18's probes against a real service process (tcp unless said), speaking the
 //! documented wire format on a raw socket: a panicking handler and an absurd `Timeout` leave
-//! the connection serving; streams beyond `max_streams` are refused; half a frame is cut
-//! after `read_timeout`; a bad content type is a 415; protocol-error warnings are
+//! the connection serving; streams beyond `max_streams` are refused, and one whose request
+//! never comes is reset after `first_message_timeout`; half a frame is cut after
+//! `read_timeout`; a bad content type is a 415; protocol-error warnings are
 //! rate-limited; on http a stalled head or body is cut after `read_timeout`; zero limits and
 //! absurdly nested config files stop the process at start, naming the key or file; a client
 //! that pipelines calls and never reads does not make the server buffer every answer; a FIFO
