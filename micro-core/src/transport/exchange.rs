@@ -51,20 +51,23 @@ pub async fn serve_stream(mut stream: Stream, handler: &ExchangeHandler) {
 }
 
 /// The serve loop of a listener whose connections hand their streams to one channel: every
-/// stream is served ([`serve_stream`]) on a task of its own. Once `drain` starts, `accepting`
-/// is cancelled (the transport closes its listening socket) while the streams of open
-/// connections are still served, until the channel closes.
+/// stream is served ([`serve_stream`]) on a task of its own. Once `drain` starts,
+/// `stop_accepting` runs once (the transport closes its listening socket or frees its
+/// address) while the streams of open connections are still served, until the channel
+/// closes.
 pub async fn serve_streams(
     streams: &mut mpsc::Receiver<Stream>,
-    accepting: &CancellationToken,
     handler: ExchangeHandler,
     drain: super::Drain,
+    mut stop_accepting: impl FnMut(),
 ) {
+    let mut accepting = true;
     loop {
         let stream = tokio::select! {
             stream = streams.recv() => stream,
-            _ = drain.started(), if !accepting.is_cancelled() => {
-                accepting.cancel();
+            _ = drain.started(), if accepting => {
+                accepting = false;
+                stop_accepting();
                 continue;
             }
         };

@@ -18,7 +18,7 @@
 
 use micro_core::transport::{
     Connection, DialOptions, Drain, ExchangeHandler, Listener, Message, Stream, StreamIo,
-    Transport, serve_stream, stream_pair,
+    Transport, serve_streams, stream_pair,
 };
 use micro_core::{Error, Plugin, Result};
 use std::collections::HashMap;
@@ -173,10 +173,12 @@ impl Transport for MemoryTransport {
             .listeners
             .insert(address.clone(), Slot { id, streams });
         Ok(Box::new(MemoryListener {
-            address,
-            id,
+            listing: Listing {
+                address,
+                id,
+                transport: Arc::downgrade(&self.inner),
+            },
             incoming,
-            transport: Arc::downgrade(&self.inner),
         }))
     }
 }
@@ -223,21 +225,26 @@ impl Connection for MemoryConnection {
 
 /// A listener of a [`MemoryTransport`]; dropping it frees the address.
 pub struct MemoryListener {
+    listing: Listing,
+    incoming: mpsc::Receiver<Stream>,
+}
+
+/// A listener's entry in its transport's table of addresses; dropping it frees the address.
+struct Listing {
     address: String,
     id: u64,
-    incoming: mpsc::Receiver<Stream>,
     transport: Weak<Inner>,
 }
 
 impl fmt::Debug for MemoryListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryListener")
-            .field("address", &self.address)
+            .field("address", &self.listing.address)
             .finish()
     }
 }
 
-impl MemoryListener {
+impl Listing {
     /// Frees the address: dials fail; connections already made keep their streams coming.
     fn unlist(&self) {
         if let Some(inner) = self.transport.upgrade() {
@@ -253,7 +260,7 @@ impl MemoryListener {
     }
 }
 
-impl Drop for MemoryListener {
+impl Drop for Listing {
     fn drop(&mut self) {
         self.unlist();
     }
@@ -262,24 +269,17 @@ impl Drop for MemoryListener {
 #[async_trait::async_trait]
 impl Listener for MemoryListener {
     fn address(&self) -> String {
-        self.address.clone()
+        self.listing.address.clone()
     }
 
     /// Each stream a connection opens is served on a task of its own. Draining frees the
     /// address (new dials fail); connections already made go on opening streams.
-    async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
-        loop {
-            let stream = tokio::select! {
-                stream = self.incoming.recv() => stream,
-                _ = drain.started(), if !drain.is_started() => {
-                    self.unlist();
-                    continue;
-                }
-            };
-            let Some(stream) = stream else { return };
-            let handler = handler.clone();
-            tokio::spawn(async move { serve_stream(stream, &handler).await });
-        }
+    async fn serve(self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
+        let MemoryListener {
+            listing,
+            mut incoming,
+        } = *self;
+        serve_streams(&mut incoming, handler, drain, || listing.unlist()).await;
     }
 }
 

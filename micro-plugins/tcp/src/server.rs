@@ -47,7 +47,8 @@ impl Listener for TcpListener {
     /// stream on a task of its own. Draining closes the listening socket only.
     async fn serve(mut self: Box<Self>, handler: ExchangeHandler, drain: Drain) {
         let _ = self.unary.set(handler.clone());
-        serve_streams(&mut self.streams, &self.accepting, handler, drain).await;
+        let accepting = self.accepting.clone();
+        serve_streams(&mut self.streams, handler, drain, || accepting.cancel()).await;
     }
 }
 
