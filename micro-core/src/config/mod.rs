@@ -225,6 +225,10 @@ pub fn read_section<T: Component>(settings: &dyn Settings) -> Result<T, ConfigEr
         .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
     serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
         key: T::SECTION.to_string(),
-        reason: format!("{e} (in {})", settings.origin()),
+        reason: format!(
+            "{e} (in {}): give the key a value of the type the option takes, and declare a \
+             plugin's options with Plugin::with_options so the loader checks them",
+            settings.origin()
+        ),
     })
 }

@@ -2,7 +2,7 @@
 //! when the grace period is over are answered with an error and dropped.
 
 use micro_core::Error;
-use std::sync::atomic::AtomicBool;
+use micro_core::transport::Drain;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,8 +21,9 @@ impl Drop for Task {
 
 /// What a stop tells the requests of one run of the server.
 pub(crate) struct Gate {
-    /// Set when the server stops: new requests are refused.
-    pub(crate) closing: AtomicBool,
+    /// Started when the server stops: the listener accepts no connection, and new requests
+    /// on open ones are refused.
+    pub(crate) drain: Drain,
     /// Set to true when the grace period is over: requests still running are answered with
     /// an error and dropped.
     pub(crate) expired: watch::Sender<bool>,
@@ -33,7 +34,7 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new(grace: Duration) -> Self {
         Gate {
-            closing: AtomicBool::new(false),
+            drain: Drain::new(),
             expired: watch::Sender::new(false),
             grace,
         }

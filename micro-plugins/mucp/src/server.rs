@@ -16,9 +16,7 @@ use micro_core::middleware::{self, Middleware, RpcService};
 use micro_core::registry::{Node, RegisterOptions, Registry, Service};
 use micro_core::server::{Handler, HandlerKind, Server, Subscription, catch_panic};
 use micro_core::streaming;
-use micro_core::transport::{
-    Drain, Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport,
-};
+use micro_core::transport::{Exchange, ExchangeHandler, HeaderMap, Message, Stream, Transport};
 use micro_core::{Context, Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -42,8 +40,6 @@ struct Running {
     record: Service,
     /// Serves the listener; aborting it closes the connections.
     accept: Task,
-    /// Stops the listener accepting connections.
-    drain: Drain,
     /// Tells this run's requests that the server stops.
     gate: Arc<Gate>,
     renew: Task,
@@ -282,9 +278,8 @@ impl Server for MucpServer {
         let subscribers = self.subscribe_all().await?;
         register(&self.inner, &record).await?;
         let gate = Arc::new(Gate::new(self.inner.config.grace_period));
-        let drain = Drain::new();
         let handler = exchange_handler(self.inner.clone(), gate.clone());
-        let accept = tokio::spawn(listener.serve(handler, drain.clone()));
+        let accept = tokio::spawn(listener.serve(handler, gate.drain.clone()));
         let renew = tokio::spawn(renew_loop(self.inner.clone(), record.clone()));
         self.inner.logger.in_scope(|| {
             tracing::info!(service = %self.inner.name, %address, transport = %self.inner.transport.name(), "server listening")
@@ -294,7 +289,6 @@ impl Server for MucpServer {
             address,
             record,
             accept: Task(accept),
-            drain,
             gate,
             renew: Task(renew),
             subscribers,
@@ -318,8 +312,7 @@ impl Server for MucpServer {
         for sub in &running.subscribers {
             let _ = sub.unsubscribe().await;
         }
-        running.gate.closing.store(true, Ordering::Release);
-        running.drain.start();
+        running.gate.drain.start();
         running.renew.0.abort();
         let grace = self.inner.config.grace_period;
         if tokio::time::timeout(grace, self.inner.stats.drained())
@@ -503,7 +496,7 @@ async fn dispatch(inner: &Inner, gate: &Gate, received: Received, stream: Stream
         ctx,
     } = received;
     let sender = stream.sender.clone();
-    if gate.closing.load(Ordering::Acquire) {
+    if gate.drain.is_started() {
         let err = shutting_down();
         sender
             .send(wire::response_frame(reply, Err(err.clone())))
