@@ -43,7 +43,8 @@ pub(crate) fn paths() -> Paths {
             core: absolute(&name),
             facade,
         },
-        // Neither listed means not built by Cargo: assume the facade.
+        // No micro-core listed: an application on the facade (or, with neither listed, a
+        // build outside Cargo, where `::micro` is the best guess).
         Err(_) => {
             let facade = facade.unwrap_or_else(|| quote!(::micro));
             Paths {
