@@ -133,8 +133,9 @@ struct State {
     batch: Batch,
     max: usize,
     control_closed: bool,
-    /// Slots of the unary answers in the batch, released once it is written.
-    permits: Vec<OwnedSemaphorePermit>,
+    /// Slots of the unary answers in the batch, merged into one and released at once when
+    /// the batch is written.
+    permits: Option<OwnedSemaphorePermit>,
 }
 
 impl Writer {
@@ -162,7 +163,7 @@ impl Writer {
                 },
                 max,
                 control_closed: false,
-                permits: Vec::new(),
+                permits: None,
             },
         }
     }
@@ -192,7 +193,7 @@ impl Writer {
                 Step::Stop => true,
             };
             let flushed = self.flush().await;
-            self.state.permits.clear();
+            self.state.permits = None;
             match flushed {
                 Ok(()) if !last => {}
                 Ok(()) => {
@@ -243,7 +244,10 @@ impl State {
                 Poll::Ready(Some(Control::Frame(frame))) => self.whole(frame),
                 Poll::Ready(Some(Control::Answer(frame, permit))) => {
                     self.whole(frame);
-                    self.permits.push(permit);
+                    match &mut self.permits {
+                        Some(held) => held.merge(permit),
+                        None => self.permits = Some(permit),
+                    }
                 }
                 Poll::Ready(Some(Control::Register(id, outgoing))) => {
                     self.live.insert(id);

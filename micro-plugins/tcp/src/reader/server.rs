@@ -6,8 +6,7 @@ use crate::conn::{Control, Outgoing, fail};
 use crate::frame::Frame;
 use micro_core::Error;
 use micro_core::transport::{Exchange, Stream, StreamReceiver, reply_once, stream_pair};
-use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 impl Reader {
     /// A UNARY frame: on the server a whole request, on the client a whole answer.
@@ -71,14 +70,17 @@ impl Reader {
     /// A slot for one more UNARY request: at once, or — with `max_unary` in flight — once
     /// an answer was written, handling events meanwhile (a close among them ends the wait).
     async fn unary_slot(&mut self) -> Result<OwnedSemaphorePermit, Exit> {
-        let slots = self
-            .slots
-            .clone()
-            .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+        // Only server connections take UNARY requests, and they always have slots.
+        let Some(slots) = &self.slots else {
+            return Err(Exit::Protocol(Error::bad_request(
+                crate::ID,
+                "UNARY request sent to a client connection: send requests to the server",
+            )));
+        };
         if let Ok(permit) = slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        let acquire = slots.acquire_owned();
+        let acquire = slots.clone().acquire_owned();
         tokio::pin!(acquire);
         loop {
             tokio::select! {
