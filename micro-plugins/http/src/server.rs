@@ -518,10 +518,6 @@ async fn deliver_frames(
         match next {
             Some(Ok(chunk)) => {
                 if let Ok(data) = chunk.into_data() {
-                    if !decoder.has_partial() {
-                        // A new frame begins with these bytes.
-                        began = None;
-                    }
                     decoder.push(&data);
                 }
             }

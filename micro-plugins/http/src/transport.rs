@@ -125,10 +125,7 @@ impl Transport for HttpTransport {
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
-        let timeouts = crate::watch::Timeouts {
-            read: self.options.read_timeout,
-            idle: self.options.idle_timeout,
-        };
+        let timeouts = crate::watch::Timeouts::of(&self.options);
         let listener = server::listen(
             address,
             self.options.max_body_size,

@@ -23,13 +23,20 @@ pub(crate) struct Timeouts {
     pub idle: Duration,
 }
 
-impl Default for Timeouts {
-    /// The `transport:` defaults: 30 s and 5 min.
-    fn default() -> Self {
+impl Timeouts {
+    /// The timeouts of the transport's options.
+    pub(crate) fn of(options: &crate::HttpTransportOptions) -> Self {
         Timeouts {
-            read: Duration::from_secs(30),
-            idle: Duration::from_secs(300),
+            read: options.read_timeout,
+            idle: options.idle_timeout,
         }
+    }
+}
+
+impl Default for Timeouts {
+    /// The `transport:` defaults (`read_timeout`, `idle_timeout`), one place for them.
+    fn default() -> Self {
+        Timeouts::of(&crate::HttpTransportOptions::default())
     }
 }
 
