@@ -59,7 +59,8 @@ impl TcpTransportOptions {
             return invalid(
                 "max_frame_size",
                 format!(
-                    "{} is too small: frames need at least {} bytes",
+                    "{} is too small: frames need at least {} bytes; set it to that or more, \
+                     or leave the key out for the default of 4 MiB",
                     self.max_frame_size,
                     Self::MIN_FRAME_SIZE
                 ),

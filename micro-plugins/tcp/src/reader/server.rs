@@ -108,7 +108,8 @@ impl Reader {
                     format!(
                         "the peer kept opening streams: {max} were refused for being over \
                          the limit of {max} per connection (transport.max_streams) and \
-                         not ended"
+                         not ended; end or reset each refused stream before opening more, \
+                         or raise transport.max_streams on the server"
                     ),
                 )));
             }
