@@ -200,8 +200,11 @@ impl<P> Service<P> {
     /// (see [`Service::stop`]). A second signal (or `shutdown`) during the stop stops at once:
     /// the drain is abandoned, open connections are closed, and the error says so.
     pub async fn run(&self) -> Result<()> {
-        self.start().await?;
+        // Signals are taken over before the service starts: one that arrives while it
+        // starts, or as soon as it serves, stops it gracefully instead of killing the
+        // process (the default action of SIGTERM) with requests in flight.
         let mut signals = Signals::new();
+        self.start().await?;
         signals.next(&self.inner.shutdown).await;
         tokio::select! {
             result = self.stop() => result,
