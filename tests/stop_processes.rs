@@ -28,6 +28,10 @@ async fn drain_child() {
     let Ok(grace) = std::env::var("MICRO_TEST_GRACE") else {
         return;
     };
+    let start_delay: u64 = std::env::var("MICRO_TEST_START_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
     let delay: u64 = std::env::var("MICRO_TEST_DELAY_MS")
         .ok()
         .and_then(|d| d.parse().ok())
@@ -52,7 +56,11 @@ async fn drain_child() {
         .name("drainer")
         .args(["drainer"])
         .env(env)
-        .handler(vec![handler]);
+        .handler(vec![handler])
+        .after_start(move || async move {
+            tokio::time::sleep(Duration::from_millis(start_delay)).await;
+            Ok(())
+        });
     let service = match builder.try_build() {
         Ok(Built::Service(s)) => s,
         Ok(_) => panic!("expected a service"),
@@ -84,11 +92,14 @@ struct Kid {
 }
 
 impl Kid {
-    fn spawn(grace: &str, delay_ms: u64) -> Kid {
+    /// A child with `grace`, handlers taking `delay_ms`, and an `after_start` hook taking
+    /// `start_delay_ms` (the server answers meanwhile).
+    fn spawn(grace: &str, delay_ms: u64, start_delay_ms: u64) -> Kid {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "drain_child", "--nocapture", "--test-threads=1"])
             .env("MICRO_TEST_GRACE", grace)
             .env("MICRO_TEST_DELAY_MS", delay_ms.to_string())
+            .env("MICRO_TEST_START_DELAY_MS", start_delay_ms.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -197,7 +208,9 @@ fn calls_in_flight(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_calls_in_flight_finish() {
-    let mut kid = Kid::spawn("60s", 1500);
+    // The signal comes while the service is still starting (a slow start hook): it must
+    // drain, not kill the process as SIGTERM's default action would.
+    let mut kid = Kid::spawn("60s", 1500, 1000);
     let address = kid.wait_for("READY");
     let client = client();
     let calls = tokio::task::block_in_place(|| calls_in_flight(&kid, &client, &address, 10));
@@ -221,7 +234,7 @@ async fn sigterm_lets_the_calls_in_flight_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_during_the_drain_exits_at_once() {
     // The handler and the grace period both far outlast the check's bound.
-    let mut kid = Kid::spawn("1h", 3_600_000);
+    let mut kid = Kid::spawn("1h", 3_600_000, 0);
     let address = kid.wait_for("READY");
     let client = client();
     let calls = tokio::task::block_in_place(|| calls_in_flight(&kid, &client, &address, 3));
