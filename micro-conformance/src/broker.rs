@@ -255,7 +255,7 @@ pub async fn check_headers_body(b: Arc<dyn Broker>) {
     for (key, value) in &sent.header {
         assert_eq!(header(d, key), Some(value), "{check}: header {key}");
     }
-    d.ack().expect(check);
+    d.ack().await.expect(check);
     disconnect(check, &b).await;
 }
 

@@ -218,6 +218,7 @@ pub async fn check_consume_latest(events: Arc<dyn Events>) {
         assert_eq!(event.topic, topic, "{check}: topic");
         event
             .ack()
+            .await
             .unwrap_or_else(|e| panic!("{check}: ack of an auto-acked event must be Ok: {e}"));
     }
 }
@@ -394,11 +395,15 @@ pub async fn check_nack_redelivered(events: Arc<dyn Events>) {
     let first = next(&mut consumer, check, "the first delivery").await;
     first
         .nack()
+        .await
         .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
     let again = next(&mut consumer, check, "the redelivery").await;
     assert_eq!(again.id, first.id, "{check}: same event redelivered");
     assert_eq!(text(&again), "job", "{check}: same payload");
-    again.ack().unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+    again
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
     publish(&events, check, &topic, "next").await;
     assert_eq!(
         text(&next(&mut consumer, check, "the next event").await),
@@ -417,7 +422,10 @@ pub async fn check_ack_wait_redelivery(events: Arc<dyn Events>) {
     let first = next(&mut consumer, check, "the first delivery").await;
     let again = next(&mut consumer, check, "the redelivery after ack_wait").await;
     assert_eq!(again.id, first.id, "{check}: same event redelivered");
-    again.ack().unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+    again
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
     nothing_more(&mut consumer, check, "redelivery of an acked event").await;
 }
 
@@ -433,11 +441,13 @@ pub async fn check_retry_limit(events: Arc<dyn Events>) {
     let first = next(&mut consumer, check, "the first delivery").await;
     first
         .nack()
+        .await
         .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
     let second = next(&mut consumer, check, "the one retry").await;
     assert_eq!(second.id, first.id, "{check}: the retry is the same event");
     second
         .nack()
+        .await
         .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
     nothing_more(&mut consumer, check, "delivery beyond the retry limit").await;
     publish(&events, check, &topic, "healthy").await;
@@ -449,7 +459,91 @@ pub async fn check_retry_limit(events: Arc<dyn Events>) {
     );
     next_event
         .ack()
+        .await
         .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
+}
+
+/// Events carry growing sequences, the same in history and when consumed; `read` pages by
+/// position with `after`.
+pub async fn check_sequences_and_paging(events: Arc<dyn Events>) {
+    let check = "check_sequences_and_paging";
+    let topic = unique("sequence");
+    for i in 0..5 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    let read = |options: ReadOptions| {
+        let (events, topic) = (events.clone(), topic.clone());
+        async move {
+            (events.read(&topic, options).await)
+                .unwrap_or_else(|err| panic!("{check}: read failed: {err}"))
+        }
+    };
+    let all = read(ReadOptions::default()).await;
+    let sequences: Vec<u64> = all.iter().map(|e| e.sequence).collect();
+    assert!(
+        sequences[0] > 0 && sequences.windows(2).all(|w| w[0] < w[1]),
+        "{check}: sequences are set and grow: {sequences:?}"
+    );
+    let after = |n: usize| ReadOptions::default().after(sequences[n]);
+    assert_eq!(
+        texts(&read(after(1)).await),
+        strings(&["2", "3", "4"]),
+        "{check}: after"
+    );
+    assert_eq!(
+        texts(&read(after(1).limit(2)).await),
+        strings(&["2", "3"]),
+        "{check}: a page"
+    );
+    assert_eq!(
+        texts(&read(after(1).offset(2)).await),
+        strings(&["4"]),
+        "{check}: after + offset"
+    );
+    assert!(
+        read(after(4)).await.is_empty(),
+        "{check}: nothing after the last"
+    );
+    let mut consumer = consume(
+        &events,
+        check,
+        &topic,
+        ConsumeOptions::default().offset(Offset::Earliest),
+    )
+    .await;
+    for expected in &all {
+        let event = next(&mut consumer, check, "history").await;
+        assert_eq!(
+            event.sequence, expected.sequence,
+            "{check}: same sequence when consumed"
+        );
+    }
+}
+
+/// `Offset::Sequence(n)` starts with the event at sequence `n`, then continues with new ones.
+pub async fn check_consume_from_sequence(events: Arc<dyn Events>) {
+    let check = "check_consume_from_sequence";
+    let topic = unique("fromseq");
+    for i in 0..4 {
+        publish(&events, check, &topic, &i.to_string()).await;
+    }
+    let history = (events.read(&topic, ReadOptions::default()).await)
+        .unwrap_or_else(|e| panic!("{check}: read: {e}"));
+    let options = ConsumeOptions::default().offset(Offset::Sequence(history[2].sequence));
+    let mut consumer = consume(&events, check, &topic, options).await;
+    for expected in ["2", "3"] {
+        assert_eq!(
+            text(&next(&mut consumer, check, expected).await),
+            expected,
+            "{check}: from n on"
+        );
+    }
+    publish(&events, check, &topic, "4").await;
+    assert_eq!(
+        text(&next(&mut consumer, check, "4").await),
+        "4",
+        "{check}: then new events"
+    );
 }
 
 /// One `#[tokio::test]` per case of the events suite, each against a fresh events from the
@@ -472,6 +566,8 @@ macro_rules! events_suite {
             check_consume_latest,
             check_consume_earliest,
             check_consume_since,
+            check_consume_from_sequence,
+            check_sequences_and_paging,
             check_group_split,
             check_two_groups,
             check_group_resumes,

@@ -34,22 +34,26 @@ impl Message {
 }
 
 /// Settles a delivery with the broker. Brokers without acknowledgement use [`NoAck`].
+/// Async and fallible: with a networked broker (RabbitMQ, Redis) an ack is a round trip that
+/// can fail.
+#[async_trait]
 pub trait Acker: Send + Sync {
     /// The message was handled.
-    fn ack(&self) -> Result<()>;
+    async fn ack(&self) -> Result<()>;
     /// The message was not handled; the broker may deliver it again.
-    fn nack(&self) -> Result<()>;
+    async fn nack(&self) -> Result<()>;
 }
 
 /// For brokers where delivery is final.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoAck;
 
+#[async_trait]
 impl Acker for NoAck {
-    fn ack(&self) -> Result<()> {
+    async fn ack(&self) -> Result<()> {
         Ok(())
     }
-    fn nack(&self) -> Result<()> {
+    async fn nack(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -83,14 +87,15 @@ impl Delivery {
         }
     }
 
-    /// Acknowledges the message (only needed when the subscription is not auto-ack).
-    pub fn ack(&self) -> Result<()> {
-        self.acker.ack()
+    /// Acknowledges the message (only needed when the subscription is not auto-ack). An
+    /// error means the broker did not take it: the message may come again.
+    pub async fn ack(&self) -> Result<()> {
+        self.acker.ack().await
     }
 
     /// Refuses the message so the broker may redeliver it.
-    pub fn nack(&self) -> Result<()> {
-        self.acker.nack()
+    pub async fn nack(&self) -> Result<()> {
+        self.acker.nack().await
     }
 }
 

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
-/// Settles an event with its stream.
+/// Settles an event with its stream. Async and fallible: on a networked backend (JetStream,
+/// Redis streams) an ack is a round trip that can fail, and the caller must learn that the
+/// event will come again.
+#[async_trait]
 pub trait EventAcker: Send + Sync {
     /// Handled: do not deliver again.
-    fn ack(&self) -> Result<()>;
+    async fn ack(&self) -> Result<()>;
     /// Not handled: deliver again (until the retry limit).
-    fn nack(&self) -> Result<()>;
+    async fn nack(&self) -> Result<()>;
 }
 
 /// One event on a topic.
@@ -25,6 +28,11 @@ pub struct Event {
     pub id: String,
     /// Topic it was published on.
     pub topic: String,
+    /// Its position in the topic, given by the backend (JetStream stream sequence, memory
+    /// log position), starting at 1 and growing with each event; `0` until published.
+    /// What [`Offset::Sequence`] and [`ReadOptions::after`] take.
+    #[serde(default)]
+    pub sequence: u64,
     /// When it was published.
     pub timestamp: SystemTime,
     /// Metadata given at publish time.
@@ -41,6 +49,7 @@ impl std::fmt::Debug for Event {
         f.debug_struct("Event")
             .field("id", &self.id)
             .field("topic", &self.topic)
+            .field("sequence", &self.sequence)
             .field("timestamp", &self.timestamp)
             .field("metadata", &self.metadata)
             .field("payload", &self.payload)
@@ -52,6 +61,7 @@ impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id
             && self.topic == other.topic
+            && self.sequence == other.sequence
             && self.timestamp == other.timestamp
             && self.metadata == other.metadata
             && self.payload == other.payload
@@ -64,6 +74,7 @@ impl Event {
         Event {
             id: uuid::Uuid::new_v4().to_string(),
             topic: topic.into(),
+            sequence: 0,
             timestamp: SystemTime::now(),
             metadata: BTreeMap::new(),
             payload: payload.into(),
@@ -78,13 +89,20 @@ impl Event {
     }
 
     /// Acknowledges the event. Events read from history, or consumed with auto-ack, need none.
-    pub fn ack(&self) -> Result<()> {
-        self.acker.as_ref().map_or(Ok(()), |a| a.ack())
+    /// An error means the backend did not take the ack: the event may come again.
+    pub async fn ack(&self) -> Result<()> {
+        match &self.acker {
+            Some(acker) => acker.ack().await,
+            None => Ok(()),
+        }
     }
 
     /// Asks for the event to be delivered again.
-    pub fn nack(&self) -> Result<()> {
-        self.acker.as_ref().map_or(Ok(()), |a| a.nack())
+    pub async fn nack(&self) -> Result<()> {
+        match &self.acker {
+            Some(acker) => acker.nack().await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -99,6 +117,9 @@ pub enum Offset {
     Earliest,
     /// Events published at or after this time.
     Since(SystemTime),
+    /// Events from this [`Event::sequence`] on (the event with it included): to resume
+    /// where a consumer stopped, give the last handled sequence + 1.
+    Sequence(u64),
 }
 
 option_struct! {
@@ -148,8 +169,12 @@ option_struct! {
     pub struct ReadOptions {
         /// At most this many events (`0` = no limit).
         pub limit: usize,
-        /// Skip this many events first (oldest first).
+        /// Skip this many events first (oldest first), after `after` applied.
         pub offset: usize,
+        /// Only events with a [`Event::sequence`] greater than this: the next page starts
+        /// after the last event of the previous one. Backends seek to the position (no
+        /// scan of what comes before), unlike `offset`.
+        pub after: Option<u64>,
     }
 }
 

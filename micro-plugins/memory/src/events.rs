@@ -71,6 +71,11 @@ impl Group {
             Offset::Latest => (log.len(), None),
             Offset::Earliest => (0, None),
             Offset::Since(t) => (0, Some((log.len(), t))),
+            // Sequence n is log index n - 1; a sequence past the end waits for it.
+            Offset::Sequence(n) => (
+                usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX),
+                None,
+            ),
             ref other => {
                 return Err(Error::bad_request(
                     ID,
@@ -244,8 +249,9 @@ struct Acker {
     delivery: u32,
 }
 
+#[async_trait]
 impl EventAcker for Acker {
-    fn ack(&self) -> Result<()> {
+    async fn ack(&self) -> Result<()> {
         // Acking any delivery settles the event, even after it was queued again.
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
@@ -260,7 +266,7 @@ impl EventAcker for Acker {
         Ok(())
     }
 
-    fn nack(&self) -> Result<()> {
+    async fn nack(&self) -> Result<()> {
         // Only the current delivery can be nacked; a stale one is already being redelivered.
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
@@ -343,6 +349,7 @@ impl Events for MemoryEvents {
         }
         let mut topics = self.inner.topics();
         let entry = topics.entry(topic.to_string()).or_default();
+        event.sequence = entry.log.len() as u64 + 1;
         entry.log.push(event);
         entry.notify.notify_waiters();
         Ok(())
@@ -394,10 +401,19 @@ impl Events for MemoryEvents {
             return Err(empty_topic());
         }
         let topics = self.inner.topics();
-        Ok(topics
-            .get(topic)
-            .map(|t| page(t.log.iter().cloned(), options.offset, options.limit))
-            .unwrap_or_default())
+        let Some(topic) = topics.get(topic) else {
+            return Ok(Vec::new());
+        };
+        // Sequence n is at index n - 1: the events after `after` start at index `after`.
+        let start = options
+            .after
+            .map_or(0, |after| usize::try_from(after).unwrap_or(usize::MAX))
+            .min(topic.log.len());
+        Ok(page(
+            topic.log[start..].iter().cloned(),
+            options.offset,
+            options.limit,
+        ))
     }
 }
 

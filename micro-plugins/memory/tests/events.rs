@@ -80,5 +80,5 @@ async fn unacked_events_of_a_departed_consumer_go_to_the_group() {
         .unwrap()
         .unwrap();
     assert_eq!(again.id, taken.id);
-    again.ack().unwrap();
+    again.ack().await.unwrap();
 }
