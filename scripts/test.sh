@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Servers the tests need today. Plugin issues add theirs here (nats redis postgres).
-SERVERS="${MICRO_TEST_SERVERS-}"
+# Servers the tests need today (the nats plugin: nats-server with JetStream on 4222, and
+# the nats-server binary for the fault tests, which start their own on a spare port).
+# Plugin issues add theirs here (redis postgres).
+SERVERS="${MICRO_TEST_SERVERS-nats}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -37,8 +39,9 @@ wait_port() {
 }
 
 ensure_nats() {
-  port_open 4222 && return 0
+  # The binary too: the fault tests start their own nats-server on a spare port.
   command -v nats-server >/dev/null || apt_install nats-server
+  port_open 4222 && return 0
   mkdir -p /var/lib/nats-server
   start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log

@@ -10,11 +10,13 @@
 //!
 //! See the crate's README for the subjects used and the decisions taken.
 
+pub mod broker;
 pub mod connection;
 
+pub use broker::NatsBroker;
 pub use connection::Connector;
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
-    micro_core::Plugins::new()
+    micro_core::Plugins::new().with(broker::plugin())
 }
