@@ -12,10 +12,13 @@
 //!   handler's `Err` or panic is logged and the message dropped: core NATS is at-most-once
 //!   and deliveries carry [`NoAck`]. Use the `nats` events plugin (JetStream) for delivery
 //!   that survives a crash.
-//! - `publish` while the connection is down waits for the reconnect up to
-//!   [`NatsBrokerOptions::publish_timeout`] and then fails with a 503: a publish either
-//!   reaches the server or returns an error. Subscriptions are restored by async-nats after
-//!   a reconnect; messages published while a subscriber was cut off are not replayed.
+//! - `publish` while the connection is known to be down waits for the reconnect up to
+//!   [`NatsBrokerOptions::publish_timeout`] and then fails with a retryable 503. A message
+//!   handed to a connection that breaks before the client notices can be lost (core NATS is
+//!   at-most-once), unless [`NatsBrokerOptions::confirm`] is on: then each publish waits for
+//!   the server's answer to a flush, and `Ok` means the server has it. Subscriptions are
+//!   restored by async-nats after a reconnect; messages published while a subscriber was cut
+//!   off are not replayed to it.
 //! - `unsubscribe` (or `disconnect`, for every subscription) stops handler calls: none
 //!   starts after it returns.
 
@@ -49,6 +52,10 @@ pub struct NatsBrokerOptions {
     #[serde(with = "micro_core::config::duration")]
     #[component(default = Duration::from_secs(5))]
     pub publish_timeout: Duration,
+    /// Wait for the server to have each message (one round trip per publish), so that
+    /// `Ok` means the server got it even when the connection breaks just then. Off by
+    /// default, as go-micro: a publish is handed to the connection and returns.
+    pub confirm: bool,
 }
 
 /// A broker on NATS subjects. Cheap to clone; clones share the connection.
@@ -279,13 +286,27 @@ impl Broker for NatsBroker {
         check_topic(topic, true)?;
         let headers = nats_headers(topic, &message)?;
         let client = self.connected().await?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::unavailable(ID, format!("publish on {topic:?} failed: {e}; retry later"))
+        };
         client
             .publish_with_headers(topic.to_string(), headers, message.body)
             .await
-            .map_err(|e| {
-                Error::unavailable(ID, format!("publish on {topic:?} failed: {e}; retry later"))
-                    .with_source(e)
-            })
+            .map_err(|e| failed(&e).with_source(e))?;
+        if self.inner.options.confirm {
+            let timeout = self.inner.options.publish_timeout;
+            match tokio::time::timeout(timeout, client.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(failed(&e).with_source(e)),
+                Err(_) => {
+                    return Err(failed(&format!(
+                        "the server did not confirm it within {timeout:?}; it may or may not \
+                         have arrived"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn subscribe(
