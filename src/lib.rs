@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 7] = [
+        let features: [(&str, bool); 8] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -35,6 +35,7 @@ pub mod __private {
             ("http", cfg!(feature = "http")),
             ("mucp", cfg!(feature = "mucp")),
             ("selector", cfg!(feature = "selector")),
+            ("nats", cfg!(feature = "nats")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -76,6 +77,8 @@ pub use micro_mucp as mucp;
 /// `selector`. Named `cache_selector` because `micro::selector` is the selector contract.
 #[cfg(feature = "selector")]
 pub use micro_selector as cache_selector;
+#[cfg(feature = "nats")]
+pub use micro_nats as nats;
 #[cfg(feature = "tcp")]
 pub use micro_tcp as tcp;
 
@@ -98,6 +101,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_mucp::plugins());
     #[cfg(feature = "selector")]
     plugins.extend(micro_selector::plugins());
+    #[cfg(feature = "nats")]
+    plugins.extend(micro_nats::plugins());
     plugins
 }
 

@@ -157,7 +157,7 @@ plugins! {
     Registry "memory" => "memory" Available,
     Registry "local" => "local" Available,
     Registry "mdns" => "mdns" Planned,
-    Registry "nats" => "nats" Planned,
+    Registry "nats" => "nats" Available,
     Registry "etcd" => "etcd" Planned,
     Selector "random" => "selector" Available,
     Selector "roundrobin" => "selector" Available,
@@ -165,20 +165,20 @@ plugins! {
     Transport "memory" => "memory" Available,
     Transport "tcp" => "tcp" Available,
     Transport "http" => "http" Available,
-    Transport "nats" => "nats" Planned,
+    Transport "nats" => "nats" Available,
     Transport "grpc" => "grpc" Planned,
     Transport "quic" => "quic" Planned,
     Broker "memory" => "memory" Available,
     Broker "http" => "http" Available,
-    Broker "nats" => "nats" Planned,
+    Broker "nats" => "nats" Available,
     Broker "redis" => "redis" Planned,
     Store "memory" => "memory" Available,
     Store "file" => "file" Available,
-    Store "nats" => "nats" Planned,
+    Store "nats" => "nats" Available,
     Store "redis" => "redis" Planned,
     Store "postgres" => "postgres" Planned,
     Events "memory" => "memory" Available,
-    Events "nats" => "nats" Planned,
+    Events "nats" => "nats" Available,
     Events "redis" => "redis" Planned,
     Sync "memory" => "memory" Available,
     Sync "redis" => "redis" Planned,
@@ -263,6 +263,7 @@ mod tests {
         );
         assert_eq!(find("registry", "nope"), None);
         assert!(available_features().contains(&"tcp"));
-        assert!(!available_features().contains(&"nats"));
+        assert!(available_features().contains(&"nats"));
+        assert!(!available_features().contains(&"grpc"));
     }
 }
