@@ -3,7 +3,7 @@
 //! A database is a bucket (made on first write, file storage, history 1), a table is the first
 //! token of the KV key (`{table}.{key}`); names are mapped reversibly to the characters NATS
 //! allows (see [`names`]). A value is an envelope holding the record's metadata, its absolute
-//! expiry and its value ([`envelope`]). nats-server 2.9 has no per-message TTL, so expiry is
+//! expiry and its value (`store/envelope.rs`). nats-server 2.9 has no per-message TTL, so expiry is
 //! enforced here: an expired record is never returned, and is deleted (only if nobody wrote
 //! it since) when a read or list meets it.
 //!
