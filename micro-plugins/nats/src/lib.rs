@@ -12,11 +12,15 @@
 
 pub mod broker;
 pub mod connection;
+pub mod store;
 
 pub use broker::NatsBroker;
 pub use connection::Connector;
+pub use store::NatsStore;
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
-    micro_core::Plugins::new().with(broker::plugin())
+    micro_core::Plugins::new()
+        .with(broker::plugin())
+        .with(store::plugin())
 }
