@@ -77,8 +77,10 @@ for server in $SERVERS; do
 done
 
 status=0
-log "cargo test --workspace --exclude micro-example-plugin --no-fail-fast $*"
-cargo test --workspace --exclude micro-example-plugin --no-fail-fast "$@" || status=$?
+# The nats feature is on so the facade's tests also run the examples on NATS.
+log "cargo test --workspace --exclude micro-example-plugin --features micro/nats --no-fail-fast $*"
+cargo test --workspace --exclude micro-example-plugin --features micro/nats --no-fail-fast "$@" \
+  || status=$?
 # The example plugin on its own: built this way, micro-core is compiled without its
 # `service` feature, as an out-of-tree plugin sees it.
 log "cargo test -p micro-example-plugin --no-fail-fast $*"

@@ -73,12 +73,12 @@ pub use micro_local as local;
 pub use micro_memory as memory;
 #[cfg(feature = "mucp")]
 pub use micro_mucp as mucp;
+#[cfg(feature = "nats")]
+pub use micro_nats as nats;
 /// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
 /// `selector`. Named `cache_selector` because `micro::selector` is the selector contract.
 #[cfg(feature = "selector")]
 pub use micro_selector as cache_selector;
-#[cfg(feature = "nats")]
-pub use micro_nats as nats;
 #[cfg(feature = "tcp")]
 pub use micro_tcp as tcp;
 

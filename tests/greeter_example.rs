@@ -1,5 +1,11 @@
 //! The README's main job: `cargo run --example greeter` prints `Hello John`, and
-//! `--server`/`--client` run as two processes that find each other through `local`.
+//! `--server`/`--client` run as two processes that find each other through `local`, or
+//! (with the `nats` feature) through the nats registry and broker.
+
+#[cfg(feature = "nats")]
+#[path = "../micro-plugins/nats/tests/common/server.rs"]
+#[allow(dead_code)]
+mod nats_server;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -10,6 +16,8 @@ fn greeter() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--example", "greeter", "--offline", "--quiet"])
+        // The features of this test build, so the example is not rebuilt without them.
+        .args(cfg!(feature = "nats").then_some("--features=nats"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");
@@ -45,16 +53,35 @@ fn greeter_prints_hello_john_in_one_process() {
 #[test]
 fn greeter_server_and_client_as_two_processes() {
     let dir = tempfile::tempdir().unwrap();
+    server_and_client(|cmd| isolated(cmd, dir.path()));
+}
+
+/// The nats deployment of the README: `MICRO_REGISTRY=nats MICRO_BROKER=nats`, on a
+/// nats-server of the test's own (a spare port, never the shared one).
+#[cfg(feature = "nats")]
+#[test]
+fn greeter_server_and_client_on_nats() {
+    let nats = nats_server::TestServer::start();
+    server_and_client(|cmd| {
+        cmd.env("MICRO_REGISTRY", "nats")
+            .env("MICRO_REGISTRY_ADDRESS", nats.address())
+            .env("MICRO_BROKER", "nats")
+            .env("MICRO_BROKER_ADDRESS", nats.address())
+            .env("MICRO_LOGGER_LEVEL", "warn")
+    });
+}
+
+/// Runs `greeter --server`, then `greeter --client` until it prints `Hello John`, both
+/// set up by `setup`.
+fn server_and_client(setup: impl Fn(&mut Command) -> &mut Command) {
     let bin = greeter();
-    let mut server = isolated(Command::new(&bin).arg("--server"), dir.path())
+    let mut server = setup(Command::new(&bin).arg("--server"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let result = loop {
-        let out = isolated(Command::new(&bin).arg("--client"), dir.path())
-            .output()
-            .unwrap();
+        let out = setup(Command::new(&bin).arg("--client")).output().unwrap();
         if out.status.success() || Instant::now() > deadline {
             break out;
         }

@@ -1,6 +1,12 @@
 //! One test suite for the shop, run against both deployments of the same code: a monolith
 //! (one process, in-process calls) and split services (one process each, over the network).
 //! The test process is a client on the same `local` registry, using the generated clients.
+//! With the `nats` feature the split deployment also runs on NATS (registry and broker).
+
+#[cfg(feature = "nats")]
+#[path = "../micro-plugins/nats/tests/common/server.rs"]
+#[allow(dead_code)]
+mod nats_server;
 
 #[path = "../examples/shop/api.rs"]
 #[allow(dead_code)]
@@ -20,6 +26,7 @@ fn shop_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--example", "shop", "--offline", "--quiet"])
+        .args(cfg!(feature = "nats").then_some("--features=nats"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");
@@ -42,14 +49,24 @@ impl Drop for Running {
     }
 }
 
-fn start(registry: &Path, services: Option<&str>) -> Running {
+/// The environment of a deployment on the `local` registry in `registry`.
+fn on_local(registry: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "MICRO_REGISTRY_DIR".to_string(),
+            registry.display().to_string(),
+        ),
+        ("MICRO_LOGGER_LEVEL".to_string(), "warn".to_string()),
+    ]
+}
+
+fn start(env: &[(String, String)], services: Option<&str>) -> Running {
     let mut cmd = Command::new(shop_binary());
     if let Some(list) = services {
         cmd.args(["--services", list]);
     }
     let mut child = cmd
-        .env("MICRO_REGISTRY_DIR", registry)
-        .env("MICRO_LOGGER_LEVEL", "warn")
+        .envs(env.iter().cloned())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -60,15 +77,9 @@ fn start(registry: &Path, services: Option<&str>) -> Running {
     Running(child)
 }
 
-fn client(registry: &Path) -> micro::Service {
-    let env = vec![
-        (
-            "MICRO_REGISTRY_DIR".to_string(),
-            registry.display().to_string(),
-        ),
-        ("MICRO_SERVER_ENABLED".to_string(), "false".to_string()),
-        ("MICRO_LOGGER_LEVEL".to_string(), "warn".to_string()),
-    ];
+fn client(env: &[(String, String)]) -> micro::Service {
+    let mut env = env.to_vec();
+    env.push(("MICRO_SERVER_ENABLED".to_string(), "false".to_string()));
     match micro::Service::builder()
         .name("shop-test")
         .args(["shop-test"])
@@ -81,8 +92,8 @@ fn client(registry: &Path) -> micro::Service {
 }
 
 /// The suite, identical for both deployments; `via` is how orders reached inventory.
-async fn suite(registry: &Path, via: &str) {
-    let service = client(registry);
+async fn suite(env: &[(String, String)], via: &str) {
+    let service = client(env);
     let caller = service.caller();
     let (orders, inventory, notifications) = (
         OrdersClient::new(caller.clone(), "orders"),
@@ -157,16 +168,41 @@ async fn suite(registry: &Path, via: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_as_a_monolith() {
     let dir = tempfile::tempdir().unwrap();
-    let _shop = start(dir.path(), None);
-    suite(dir.path(), "in-process").await;
+    let env = on_local(dir.path());
+    let _shop = start(&env, None);
+    suite(&env, "in-process").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_as_split_services() {
     let dir = tempfile::tempdir().unwrap();
+    split(&on_local(dir.path())).await;
+}
+
+/// The three services as three processes, then the suite.
+async fn split(env: &[(String, String)]) {
     let _procs: Vec<Running> = ["inventory", "notifications", "orders"]
         .iter()
-        .map(|s| start(dir.path(), Some(s)))
+        .map(|s| start(env, Some(s)))
         .collect();
-    suite(dir.path(), "network").await;
+    suite(env, "network").await;
+}
+
+/// Split on NATS: registry and broker on a nats-server of the test's own (a spare port,
+/// never the shared one), the calls over tcp.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_as_split_services_on_nats() {
+    let nats = nats_server::TestServer::start();
+    let env: Vec<(String, String)> = [
+        ("MICRO_REGISTRY", "nats".to_string()),
+        ("MICRO_REGISTRY_ADDRESS", nats.address()),
+        ("MICRO_BROKER", "nats".to_string()),
+        ("MICRO_BROKER_ADDRESS", nats.address()),
+        ("MICRO_LOGGER_LEVEL", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    split(&env).await;
 }
