@@ -232,6 +232,18 @@ impl Events for NatsEvents {
         let headers = codec::encode(&event)?;
         let (subject, name) = (codec::subject(topic)?, codec::stream_name(topic)?);
         let js = self.jetstream().await?;
+        // Sent while disconnected, the message would wait in the client's buffer and could
+        // be stored after this call failed: refuse it before sending instead.
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(Error::unavailable(
+                ID,
+                format!(
+                    "publish on topic {topic:?}: not connected to nats-server at {} \
+                     (reconnecting); nothing was sent, publish again later",
+                    self.inner.connector.address()
+                ),
+            ));
+        }
         if !self.known().contains(&name) {
             self.stream(&js, topic).await?;
         }
@@ -250,8 +262,9 @@ impl Events for NatsEvents {
         };
         acked.map(|_| ()).map_err(|e| {
             let detail = format!(
-                "publish on topic {topic:?} (subject {subject}) was not confirmed, so it may \
-                 not be stored; publish again (the same event is kept once)"
+                "publish on topic {topic:?} (subject {subject}) was not confirmed by \
+                 JetStream: it may or may not be stored (event id {})",
+                event.id
             );
             match e.kind() {
                 jetstream::context::PublishErrorKind::MaxPayloadExceeded => {

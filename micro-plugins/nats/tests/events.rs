@@ -246,3 +246,118 @@ async fn the_plugin_table_builds_it_from_config() {
 async fn events_cleanup(topic: &str) {
     events().delete_topic(topic).await.unwrap();
 }
+
+/// A nats-server of this test's own on a spare port, with its JetStream store in a
+/// temporary directory; killed (by its process id) and removed when dropped.
+struct OwnServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnServer {
+    fn new() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a spare port");
+        let dir = std::env::temp_dir().join(unique("micro-nats-events-js"));
+        std::fs::create_dir_all(&dir).expect("a store directory");
+        OwnServer {
+            child: None,
+            port,
+            dir,
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server on the PATH (this test runs its own)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("nats-server listening", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_survive_a_server_restart() {
+    let mut server = OwnServer::new();
+    server.start().await;
+    let client = async_nats::connect(server.address()).await.unwrap();
+    let events = NatsEvents::with_client(client.clone());
+    let topic = unique("restart");
+    let mut group = events
+        .consume(&topic, ConsumeOptions::default().group(unique("group")))
+        .await
+        .unwrap();
+    let mut private = events
+        .consume(&topic, ConsumeOptions::default())
+        .await
+        .unwrap();
+    publish(&events, &topic, "one").await;
+    assert_eq!(text(&next(&mut group, "one (group)").await), "one");
+    assert_eq!(text(&next(&mut private, "one (private)").await), "one");
+
+    server.stop();
+    eventually("the client sees the server gone", || async {
+        (client.connection_state() != async_nats::connection::State::Connected).then_some(())
+    })
+    .await;
+    // Nothing stores it while the server is down: the publish says so, and sends nothing.
+    let down = events
+        .publish(&topic, Bytes::from("lost"), PublishOptions::default())
+        .await;
+    assert!(down.is_err(), "a publish nobody stored must fail");
+
+    server.start().await;
+    eventually("a publish after the restart", || async {
+        events
+            .publish(&topic, Bytes::from("two"), PublishOptions::default())
+            .await
+            .ok()
+    })
+    .await;
+    for (consumer, what) in [(&mut group, "group"), (&mut private, "private")] {
+        let event = match tokio::time::timeout(DEADLINE * 3, consumer.next()).await {
+            Ok(Some(event)) => event,
+            other => panic!("{what}: no event after the restart: {other:?}"),
+        };
+        assert_eq!(text(&event), "two", "{what}");
+    }
+}
