@@ -12,10 +12,12 @@
 
 pub mod broker;
 pub mod connection;
+pub mod events;
 pub mod store;
 
 pub use broker::NatsBroker;
 pub use connection::Connector;
+pub use events::NatsEvents;
 pub use store::NatsStore;
 
 /// The nats plugins of every component this crate serves, for the plugin table.
@@ -23,4 +25,5 @@ pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
         .with(broker::plugin())
         .with(store::plugin())
+        .with(events::plugin())
 }
