@@ -11,10 +11,14 @@
 //! See the crate's README for the subjects used and the decisions taken.
 
 pub mod connection;
+pub mod registry;
+pub mod service_api;
 
 pub use connection::Connector;
+pub use registry::NatsRegistry;
+pub use service_api::ServiceApi;
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
-    micro_core::Plugins::new()
+    micro_core::Plugins::new().with(registry::plugin())
 }
