@@ -199,31 +199,41 @@ impl NatsRegistry {
 }
 
 /// Opens `bucket`, creating it when it does not exist.
+///
+/// The bucket's stream is created directly with the configuration async-nats'
+/// `create_key_value` would use: that call first asks for the account info, which
+/// async-nats 0.52 cannot parse from a 2.9 server.
 async fn open_bucket(js: async_nats::jetstream::Context, bucket: &str) -> Result<Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
-    let config = kv::Config {
-        bucket: bucket.to_string(),
-        description: "micro service registry: one key per node, <service>.<version>.<node>"
-            .to_string(),
-        history: 1,
+    let config = async_nats::jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(
+            "micro service registry: one key per node, <service>.<version>.<node>".to_string(),
+        ),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
         storage: async_nats::jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another process created it at the same moment.
-        Err(create) => js.get_key_value(bucket).await.map_err(|_| {
-            Error::unavailable(
-                ID,
-                format!(
-                    "registry: cannot open or create the JetStream key-value bucket {bucket}: \
-                     {create}; is JetStream enabled on the NATS server (nats-server -js)?"
-                ),
-            )
-        }),
-    }
+    let created = js.create_stream(config).await.err();
+    // Created now, or by another process at the same moment.
+    js.get_key_value(bucket).await.map_err(|open| {
+        let why = created.map(|e| e.to_string()).unwrap_or_else(|| open.to_string());
+        Error::unavailable(
+            ID,
+            format!(
+                "registry: cannot open or create the JetStream key-value bucket {bucket}: \
+                 {why}; is JetStream enabled on the NATS server (nats-server -js)?"
+            ),
+        )
+    })
 }
 
 fn read_failed(bucket: &str, e: impl std::fmt::Display) -> Error {
