@@ -225,7 +225,9 @@ async fn open_bucket(js: async_nats::jetstream::Context, bucket: &str) -> Result
     let created = js.create_stream(config).await.err();
     // Created now, or by another process at the same moment.
     js.get_key_value(bucket).await.map_err(|open| {
-        let why = created.map(|e| e.to_string()).unwrap_or_else(|| open.to_string());
+        let why = created
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| open.to_string());
         Error::unavailable(
             ID,
             format!(
@@ -251,7 +253,15 @@ pub(crate) fn group(records: impl IntoIterator<Item = Stored>) -> Vec<Service> {
         let service = &stored.record.service;
         let slot = versions
             .entry((service.name.clone(), service.version.clone()))
-            .or_insert_with(|| (0, Service { nodes: Vec::new(), ..service.clone() }));
+            .or_insert_with(|| {
+                (
+                    0,
+                    Service {
+                        nodes: Vec::new(),
+                        ..service.clone()
+                    },
+                )
+            });
         if stored.revision > slot.0 {
             slot.0 = stored.revision;
             slot.1.metadata = service.metadata.clone();

@@ -109,12 +109,8 @@ impl Drop for Counting {
                 Some(&cut)
             }
         };
-        self.stats.record(
-            &self.service,
-            &self.endpoint,
-            self.started.elapsed(),
-            error,
-        );
+        self.stats
+            .record(&self.service, &self.endpoint, self.started.elapsed(), error);
     }
 }
 
@@ -314,7 +310,11 @@ async fn answer(
             _ => continue,
         };
         let sent = match body {
-            Ok(body) => client.publish(reply, Bytes::from(body)).await.err().map(|e| e.to_string()),
+            Ok(body) => client
+                .publish(reply, Bytes::from(body))
+                .await
+                .err()
+                .map(|e| e.to_string()),
             Err(e) => Some(e.to_string()),
         };
         if let Some(err) = sent {
@@ -415,10 +415,12 @@ fn stats_of(current: &Current, stats: &EndpointStats) -> Stats {
                     errors: counts.errors as usize,
                     processing_time: counts.processing_time,
                     average_processing_time: average(counts.processing_time, counts.requests),
-                    last_error: counts.last_error.map(|(code, status)| service_error::Error {
-                        code: code as usize,
-                        status,
-                    }),
+                    last_error: counts
+                        .last_error
+                        .map(|(code, status)| service_error::Error {
+                            code: code as usize,
+                            status,
+                        }),
                     data: None,
                 }
             })

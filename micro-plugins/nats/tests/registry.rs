@@ -9,8 +9,8 @@ use micro_conformance::support::{eventually, unique, within};
 use micro_core::config::LoggerConfig;
 use micro_core::logger::{LogOutput, Logger};
 use micro_core::registry::{Action, Node, RegisterOptions, Registry, Service, WatchOptions};
-use micro_nats::registry::{BUCKET, NatsRegistry, node_key};
 use micro_nats::Connector;
+use micro_nats::registry::{BUCKET, NatsRegistry, node_key};
 use std::sync::{Arc, Mutex};
 
 fn registry() -> NatsRegistry {
@@ -71,7 +71,11 @@ async fn malformed_records_are_skipped_with_a_warning_naming_the_key() {
     let got = r.get_service(&name).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(
-        got[0].nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        got[0]
+            .nodes
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect::<Vec<_>>(),
         ["good"]
     );
     let listed = r.list_services().await.unwrap();
@@ -81,7 +85,9 @@ async fn malformed_records_are_skipped_with_a_warning_naming_the_key() {
 
     // The watch goes on: the next good change arrives, the garbage never does.
     let second = service(&name, "second");
-    r.register(&second, RegisterOptions::default()).await.unwrap();
+    r.register(&second, RegisterOptions::default())
+        .await
+        .unwrap();
     let event = within("the watch reports the second node", watcher.next())
         .await
         .unwrap()

@@ -93,8 +93,9 @@ impl Record {
 
     /// Reads the record stored under `key`, or says what is wrong with it.
     pub fn parse(key: &str, value: &[u8]) -> Result<Self, String> {
-        let record: Record = serde_json::from_slice(value)
-            .map_err(|e| format!("not a registry record (JSON of a service and expires_at): {e}"))?;
+        let record: Record = serde_json::from_slice(value).map_err(|e| {
+            format!("not a registry record (JSON of a service and expires_at): {e}")
+        })?;
         let [node] = record.service.nodes.as_slice() else {
             return Err(format!(
                 "a registry record holds exactly one node, this one {}",

@@ -16,7 +16,8 @@ use std::time::SystemTime;
 
 const ID: &str = "go.micro.registry";
 
-type Changes = BoxStream<'static, std::result::Result<Entry, async_nats::jetstream::kv::WatcherError>>;
+type Changes =
+    BoxStream<'static, std::result::Result<Entry, async_nats::jetstream::kv::WatcherError>>;
 
 /// What one watcher knows: the live nodes by key, and events not yet handed out.
 struct State {
@@ -63,10 +64,9 @@ impl State {
             if let Some(event) = self.queue.pop_front() {
                 return Some(Ok(event));
             }
-            let wait = self.next_expiry().map(|at| {
-                at.duration_since(SystemTime::now())
-                    .unwrap_or_default()
-            });
+            let wait = self
+                .next_expiry()
+                .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
             let expired = async {
                 match wait {
                     Some(wait) => tokio::time::sleep(wait).await,
@@ -90,10 +90,7 @@ impl State {
     }
 
     fn next_expiry(&self) -> Option<SystemTime> {
-        self.known
-            .values()
-            .filter_map(|s| s.record.expiry())
-            .min()
+        self.known.values().filter_map(|s| s.record.expiry()).min()
     }
 
     fn emit(&mut self, action: Action, service: Service) {
@@ -152,10 +149,7 @@ impl State {
             }
             return;
         }
-        let (name, version) = (
-            record.service.name.clone(),
-            record.service.version.clone(),
-        );
+        let (name, version) = (record.service.name.clone(), record.service.version.clone());
         let existed = self.version(&name, &version).is_some();
         let stored = Stored {
             key: key.clone(),
