@@ -503,9 +503,9 @@ impl<P: PluginSource> ServiceBuilder<P> {
             if !enabled {
                 continue;
             }
-            // The registry (built or given) may want to see every handled request. It comes
-            // first, so every component built after it, the server included, gets its
-            // layer, outermost.
+            // The registry (built or given, always first) may want to see every handled
+            // request: its layer joins the handler middleware, outermost, just before the
+            // server is built.
             if section == "server"
                 && let Some(layer) = built.registry.as_ref().and_then(|r| r.handler_layer())
             {
