@@ -135,6 +135,14 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Changes from now on.
     async fn watch(&self, options: WatchOptions) -> Result<Watcher>;
+
+    /// Middleware this registry wants around every handler of the service it is built for,
+    /// outermost, e.g. to count requests per endpoint for a stats API it answers (the nats
+    /// registry's `$SRV.STATS`). The service builder adds it to the handler middleware the
+    /// server (and the in-process dispatch) gets. `None`, the default, adds nothing.
+    fn handler_layer(&self) -> Option<crate::middleware::RpcLayer> {
+        None
+    }
 }
 
 /// Merges `incoming` nodes into `existing` (same id replaces); used by registries that keep

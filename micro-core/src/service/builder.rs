@@ -440,7 +440,10 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 )
             });
         }
-        let components = self.build_components(&sections, &loaded, &loggers, &info)?;
+        let (components, middleware) =
+            self.build_components(&sections, &loaded, &loggers, &info)?;
+        // The handler middleware with the registry's layer, if it asked for one.
+        self.middleware = middleware;
         let caller = Caller {
             client: components.client.clone(),
             local: self.local.clone(),
@@ -493,11 +496,20 @@ impl<P: PluginSource> ServiceBuilder<P> {
         loaded: &Loaded,
         loggers: &Loggers,
         info: &ServiceInfo,
-    ) -> std::result::Result<Components, BuildError> {
+    ) -> std::result::Result<(Components, Middleware), BuildError> {
         let mut built = Components::default();
+        let mut middleware = self.middleware.clone();
         for (section, enabled, plugin) in sections.enabled_plugins() {
             if !enabled {
                 continue;
+            }
+            // The registry (built or given, always first) may want to see every handled
+            // request: its layer joins the handler middleware, outermost, just before the
+            // server is built.
+            if section == "server"
+                && let Some(layer) = built.registry.as_ref().and_then(|r| r.handler_layer())
+            {
+                middleware.handler.insert(0, layer);
             }
             if ComponentKind::from_section(section)
                 .is_some_and(|kind| built.copy_from(kind, &self.overrides))
@@ -511,7 +523,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 logger: loggers.get(section),
                 components: &built,
                 service: info,
-                middleware: &self.middleware,
+                middleware: &middleware,
             };
             let fail = |e: Error| BuildError::start(section, plugin, e);
             match &found.factory {
@@ -528,6 +540,6 @@ impl<P: PluginSource> ServiceBuilder<P> {
                 PluginFactory::Logger(_) => {}
             }
         }
-        Ok(built)
+        Ok((built, middleware))
     }
 }

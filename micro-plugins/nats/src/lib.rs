@@ -13,16 +13,21 @@
 pub mod broker;
 pub mod connection;
 pub mod events;
+pub mod registry;
+pub mod service_api;
 pub mod store;
 
 pub use broker::NatsBroker;
 pub use connection::Connector;
 pub use events::NatsEvents;
+pub use registry::NatsRegistry;
+pub use service_api::ServiceApi;
 pub use store::NatsStore;
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
+        .with(registry::plugin())
         .with(broker::plugin())
         .with(store::plugin())
         .with(events::plugin())
