@@ -3,11 +3,17 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::server::TestServer;
+use futures::StreamExt;
+use micro_conformance::support::unique;
 use micro_core::broker::{self, Broker, Message, SubscribeOptions};
+use micro_core::events::{ConsumeOptions, Consumer, Event, Events, PublishOptions};
 use micro_core::logger::Logger;
-use micro_nats::NatsBroker;
+use micro_core::registry::{Action, Node, RegisterOptions, Registry, Service, WatchOptions};
 use micro_nats::broker::NatsBrokerOptions;
+use micro_nats::{Connector, NatsBroker, NatsEvents, NatsRegistry};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -112,4 +118,148 @@ async fn a_publish_while_the_server_stays_down_is_an_error() {
     assert_eq!(err.code, 503, "{err}");
     assert!(err.retryable, "{err}");
     assert!(err.detail.contains("not published"), "{err}");
+}
+
+fn service(name: &str, node: &str) -> Service {
+    Service {
+        name: name.to_string(),
+        version: "1.0.0".to_string(),
+        nodes: vec![Node {
+            id: node.to_string(),
+            address: "127.0.0.1:1".to_string(),
+            ..Node::default()
+        }],
+        ..Service::default()
+    }
+}
+
+async fn next_event(consumer: &mut Consumer, what: &str) -> Event {
+    match tokio::time::timeout(DEADLINE, consumer.next()).await {
+        Ok(Some(event)) => event,
+        other => panic!("no event while waiting for {what}: {other:?}"),
+    }
+}
+
+/// Retries `attempt` (an operation the restarted server must accept) until it succeeds.
+async fn until_ok<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = micro_core::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(err) if tokio::time::Instant::now() < deadline => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{what} kept failing after the restart: {err}"),
+        }
+    }
+}
+
+/// A registry watch and event consumers (a durable group with manual acks, a private one)
+/// resume after the server is killed and started again, without being made again; every
+/// event whose publish returned `Ok` is delivered, and a publish during the outage fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_watch_and_event_consumers_resume_after_a_restart() {
+    let mut server = TestServer::start();
+    let address = server.address();
+    let registry = NatsRegistry::new(Connector::new(std::slice::from_ref(&address), "registry"));
+    let events = NatsEvents::new(std::slice::from_ref(&address));
+    let topic = unique("restart");
+    let name = unique("restart-svc");
+
+    let mut watch = registry
+        .watch(WatchOptions::default().service(name.clone()))
+        .await
+        .unwrap();
+    let manual = ConsumeOptions::default()
+        .group(unique("group"))
+        .auto_ack(false)
+        .ack_wait(Duration::from_secs(2));
+    let mut group = events.consume(&topic, manual).await.unwrap();
+    let mut private = events
+        .consume(&topic, ConsumeOptions::default())
+        .await
+        .unwrap();
+
+    registry
+        .register(&service(&name, "before"), RegisterOptions::default())
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap();
+    assert_eq!(seen.unwrap().unwrap().action, Action::Create);
+
+    let mut published = BTreeSet::new();
+    for text in ["e1", "e2", "e3"] {
+        let options = PublishOptions::default();
+        events
+            .publish(&topic, Bytes::from(text), options)
+            .await
+            .unwrap();
+        published.insert(text.to_string());
+    }
+    // The group handles e1 and acks it (the server confirmed); e2 and e3 are not handled.
+    let first = next_event(&mut group, "e1").await;
+    assert_eq!(&first.payload[..], b"e1");
+    first.ack().await.unwrap();
+
+    server.kill();
+    // A publish in the outage either fails or is stored: never Ok and lost.
+    let during = events
+        .publish(&topic, Bytes::from("during"), PublishOptions::default())
+        .await;
+    if during.is_ok() {
+        published.insert("during".to_string());
+    }
+    server.restart();
+
+    until_ok("a publish", || {
+        events.publish(&topic, Bytes::from("e4"), PublishOptions::default())
+    })
+    .await;
+    published.insert("e4".to_string());
+    let after = service(&name, "after");
+    until_ok("a register", || {
+        registry.register(&after, RegisterOptions::default())
+    })
+    .await;
+
+    // The watch made before the restart reports the node registered after it.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .expect("the watch reported nothing after the restart")
+            .expect("the watch ended");
+        match event {
+            Ok(event) if event.service.nodes.iter().any(|n| n.id == "after") => break,
+            _ => continue,
+        }
+    }
+
+    // The group gets every stored event it had not acked: e2, e3, e4 (and "during" if its
+    // publish said Ok), at least once each. e1 may come again: a server killed with -9 can
+    // lose the consumer's last acks (JetStream is at-least-once), never a stored event.
+    let mut expected: BTreeSet<String> = published.clone();
+    expected.remove("e1");
+    let mut got = BTreeSet::new();
+    while !expected.is_subset(&got) {
+        let event = next_event(&mut group, &format!("{expected:?}, got {got:?}")).await;
+        event.ack().await.unwrap();
+        got.insert(String::from_utf8_lossy(&event.payload).to_string());
+        assert!(
+            got.is_subset(&published),
+            "{got:?} holds an event never published"
+        );
+    }
+    // The private consumer resumes too: it sees e4.
+    loop {
+        let event = next_event(&mut private, "e4 on the private consumer").await;
+        if &event.payload[..] == b"e4" {
+            break;
+        }
+    }
 }
