@@ -12,7 +12,8 @@
 //! would have), `--messages` messages of `--size` bytes published as fast as the publisher
 //! goes, timed from the first publish until the subscriber has seen the last one (or until
 //! nothing arrived for 5 s: core NATS drops messages for a subscriber that falls behind, and
-//! the table then shows fewer delivered). Systems run round-robin, `--rounds` times.
+//! the table then shows fewer delivered). Systems run round-robin, `--rounds` times; the
+//! summary is the median rate of each system's complete rounds (every message delivered).
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -186,22 +187,24 @@ async fn main() -> ExitCode {
     println!();
     println!("| round | system | delivered | seconds | msgs/s |");
     println!("| --- | --- | ---: | ---: | ---: |");
-    let mut totals: Vec<(String, u64, Duration)> = options
+    // Per system: the rate of each round in which every message arrived.
+    let mut rates: Vec<(String, Vec<f64>)> = options
         .systems
         .iter()
-        .map(|s| (s.clone(), 0, Duration::ZERO))
+        .map(|s| (s.clone(), Vec::new()))
         .collect();
     for round in 1..=options.rounds {
-        for (system, delivered_sum, elapsed_sum) in totals.iter_mut() {
+        for (system, complete) in rates.iter_mut() {
             match run(system, &options, round).await {
                 Ok((delivered, elapsed)) => {
+                    let rate = delivered as f64 / elapsed.as_secs_f64().max(1e-9);
                     println!(
-                        "| {round} | {system} | {delivered} | {:.3} | {:.0} |",
+                        "| {round} | {system} | {delivered} | {:.3} | {rate:.0} |",
                         elapsed.as_secs_f64(),
-                        delivered as f64 / elapsed.as_secs_f64()
                     );
-                    *delivered_sum += delivered;
-                    *elapsed_sum += elapsed;
+                    if delivered == options.messages {
+                        complete.push(rate);
+                    }
                 }
                 Err(err) => {
                     eprintln!("{system}: {err}");
@@ -210,16 +213,30 @@ async fn main() -> ExitCode {
             }
         }
     }
+    // Rounds that lost messages (a subscriber that fell behind) are left out of the median.
     println!();
-    println!("| system | msgs/s (all rounds) |");
-    println!("| --- | ---: |");
-    let rate = |d: u64, e: Duration| d as f64 / e.as_secs_f64().max(1e-9);
-    for (system, delivered, elapsed) in &totals {
-        println!("| {system} | {:.0} |", rate(*delivered, *elapsed));
+    println!("| system | complete rounds | median msgs/s |");
+    println!("| --- | ---: | ---: |");
+    let medians: Vec<Option<f64>> = rates.iter().map(|(_, r)| median(r)).collect();
+    for ((system, complete), median) in rates.iter().zip(&medians) {
+        let shown = median.map_or("-".to_string(), |m| format!("{m:.0}"));
+        println!("| {system} | {} | {shown} |", complete.len());
     }
-    if let [(a, da, ea), (b, db, eb)] = &totals[..] {
+    if let ([(a, _), (b, _)], [Some(ma), Some(mb)]) = (&rates[..], &medians[..]) {
         println!();
-        println!("ratio {b} / {a}: {:.2}", rate(*db, *eb) / rate(*da, *ea));
+        println!("ratio {b} / {a} (medians): {:.2}", mb / ma);
     }
     ExitCode::SUCCESS
+}
+
+/// The median of `values`; `None` when empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
