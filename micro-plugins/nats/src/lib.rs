@@ -11,10 +11,12 @@
 //! See the crate's README for the subjects used and the decisions taken.
 
 pub mod connection;
+pub mod transport;
 
 pub use connection::Connector;
+pub use transport::{NatsTransport, NatsTransportOptions};
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
-    micro_core::Plugins::new()
+    micro_core::Plugins::new().with(transport::plugin())
 }
