@@ -126,7 +126,12 @@ fn header_name(key: &str) -> Result<HeaderName> {
             format!("header {CONTROL} is reserved by the nats transport; rename it"),
         ));
     }
-    HeaderName::from_str(key).map_err(|_| {
+    let parsed = if key.is_empty() {
+        Err(())
+    } else {
+        HeaderName::from_str(key).map_err(|_| ())
+    };
+    parsed.map_err(|()| {
         Error::bad_request(
             ID,
             format!(
