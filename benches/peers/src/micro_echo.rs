@@ -1,6 +1,7 @@
 //! The micro systems: a service with an `Echo.Echo` unary handler, built with the `micro`
 //! facade exactly as an application would (`mucp` client and server, JSON body), over the
-//! `tcp` or the `http` transport.
+//! `tcp`, `http` or `nats` transport (the nats plugin is added to the service's plugin
+//! table, as the facade's `nats` feature does).
 
 use crate::{BoxError, Caller, PAYLOAD, check_echo};
 use micro::client::{self, CallOptions, Client};
@@ -27,6 +28,10 @@ fn env(transport: &str, server: bool) -> Vec<(String, String)> {
         ("MICRO_SERVER_ADDRESS", "127.0.0.1:0"),
         ("MICRO_LOGGER_LEVEL", "warn"),
     ];
+    let nats = crate::raw_nats::nats_url();
+    if transport == "nats" {
+        env.push(("MICRO_TRANSPORT_ADDRESS", &nats));
+    }
     if !server {
         env.push(("MICRO_SERVER_ENABLED", "false"));
         env.push(("MICRO_CLIENT_POOL_SIZE", "1"));
@@ -40,6 +45,15 @@ fn env(transport: &str, server: bool) -> Vec<(String, String)> {
         env.push((key, value));
     }
     env
+}
+
+/// The plugins a service on `transport` needs besides the facade's.
+fn plugins(transport: &str) -> micro::Plugins {
+    if transport == "nats" {
+        micro_nats::plugins()
+    } else {
+        micro::Plugins::new()
+    }
 }
 
 /// The `MICRO_*` variables of the process's environment (they override the benchmark's).
@@ -56,6 +70,7 @@ pub async fn serve(transport: &str) -> Result<(Service, String), BoxError> {
         .name("bench")
         .args(["bench"])
         .env(env(transport, true))
+        .plugins(plugins(transport))
         .handler(Handler::unary(
             "Echo.Echo",
             |_ctx: Context, req: Echo| async move { Ok(req) },
@@ -87,6 +102,7 @@ impl MicroCaller {
             .name("bench-client")
             .args(["bench-client"])
             .env(env(transport, false))
+            .plugins(plugins(transport))
             .build()?;
         let client = service
             .components()

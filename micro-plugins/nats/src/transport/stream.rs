@@ -314,12 +314,14 @@ impl Pump {
                 )
                 .await;
         }
-        if let Some(incoming) = self.incoming.take() {
-            let _ = incoming.try_send(Err(error.clone()));
-        } else if error.code != 503 || tell {
-            self.settings.logger.in_scope(
+        match self.incoming.take() {
+            Some(incoming) => {
+                let _ = incoming.try_send(Err(error));
+            }
+            // Nobody reads any more: the log is the only place the error can go.
+            None => self.settings.logger.in_scope(
                 || tracing::debug!(subject = %self.ends.subject, %error, "stream failed"),
-            );
+            ),
         }
         self.outgoing = None;
         Turn::Done
