@@ -13,14 +13,10 @@ pub fn nats_url() -> String {
 }
 
 /// Subscribes a fresh subject and returns it with the task that answers on it.
-pub async fn serve() -> Result<(String, tokio::task::JoinHandle<Result<(), BoxError>>), BoxError>
-{
+pub async fn serve() -> Result<(String, tokio::task::JoinHandle<Result<(), BoxError>>), BoxError> {
     let client = async_nats::connect(nats_url()).await?;
     let inbox = client.new_inbox();
-    let subject = format!(
-        "bench.raw.{}",
-        inbox.rsplit('.').next().unwrap_or("echo")
-    );
+    let subject = format!("bench.raw.{}", inbox.rsplit('.').next().unwrap_or("echo"));
     let mut requests = client.subscribe(subject.clone()).await?;
     client.flush().await?;
     let task = tokio::spawn(async move {

@@ -7,20 +7,28 @@ use bytes::Bytes;
 use micro_core::transport::{Connection, Message, Stream};
 use micro_core::{Error, Result};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// What every connection of one transport shares: made once, on the first dial.
+pub(crate) struct Shared {
+    pub client: Client,
+    /// How long a unary call without a `Timeout` header waits.
+    pub wait: Duration,
+    /// How long opening a stream waits for the listener (unless the dial gave less).
+    pub open_wait: Duration,
+    pub settings: stream::Settings,
+}
+
 /// A "connection" to a listener subject: NATS itself is the connection, so this is the
-/// subject and the client's shared NATS connection. Cheap to make; dialling never waits.
+/// subject and the transport's shared NATS connection. Cheap to make; dialling never waits.
 pub struct NatsConnection {
-    pub(crate) client: Client,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) subject: String,
-    /// The subject as NATS takes it (shared, no copy per request).
+    /// The subject as NATS takes it.
     pub(crate) target: Subject,
-    /// How long a unary call without a `Timeout` header waits, and how long opening a
-    /// stream waits for the listener (when the dial gave no shorter limit).
-    pub(crate) wait: Duration,
+    /// How long opening a stream waits for the listener.
     pub(crate) open_wait: Duration,
-    pub(crate) settings: stream::Settings,
 }
 
 impl fmt::Debug for NatsConnection {
@@ -50,15 +58,21 @@ impl Connection for NatsConnection {
     /// Opens a stream: subscribes a fresh inbox, sends the opening frame to the listener
     /// subject and waits for the server's acceptance (or NATS's "no responders").
     async fn open_stream(&self) -> Result<Stream> {
-        let inbox = self.client.new_inbox();
-        let mut subscriber = self.client.subscribe(inbox.clone()).await.map_err(|e| {
-            Error::unavailable(
-                ID,
-                format!("{}: cannot subscribe a stream inbox: {e}", self.subject),
-            )
-        })?;
+        let inbox = self.shared.client.new_inbox();
+        let mut subscriber = self
+            .shared
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| {
+                Error::unavailable(
+                    ID,
+                    format!("{}: cannot subscribe a stream inbox: {e}", self.subject),
+                )
+            })?;
         let own = Subject::from(inbox);
-        self.client
+        self.shared
+            .client
             .publish_with_reply_and_headers(
                 self.target.clone(),
                 own.clone(),
@@ -122,7 +136,7 @@ impl Connection for NatsConnection {
             ));
         };
         let ends = Ends {
-            client: self.client.clone(),
+            client: self.shared.client.clone(),
             own,
             subscriber,
             peer,
@@ -130,7 +144,7 @@ impl Connection for NatsConnection {
         };
         Ok(stream::start(
             ends,
-            self.settings.clone(),
+            self.shared.settings.clone(),
             self.subject.clone(),
         ))
     }
@@ -139,13 +153,14 @@ impl Connection for NatsConnection {
     /// answer comes back on the client's shared reply inbox. The `Timeout` header bounds the
     /// wait (else the transport's `request_timeout`).
     async fn call(&self, message: Message) -> Result<Message> {
-        let wait = frames::timeout_of(&message).unwrap_or(self.wait);
+        let wait = frames::timeout_of(&message).unwrap_or(self.shared.wait);
         let headers = frames::to_nats(&message.header).map_err(Error::retryable)?;
         let request = async_nats::Request::new()
             .headers(headers)
             .payload(message.body)
             .timeout(Some(wait));
         let answer = self
+            .shared
             .client
             .send_request(self.target.clone(), request)
             .await

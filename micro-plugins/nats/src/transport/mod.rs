@@ -90,6 +90,8 @@ pub struct NatsTransport {
     connector: Arc<Connector>,
     options: NatsTransportOptions,
     logger: Logger,
+    /// What dialled connections share, made on the first dial.
+    shared: Arc<tokio::sync::OnceCell<Arc<client::Shared>>>,
 }
 
 impl fmt::Debug for NatsTransport {
@@ -108,6 +110,7 @@ impl NatsTransport {
             connector: Arc::new(connector),
             options,
             logger: Logger::none(),
+            shared: Arc::default(),
         }
     }
 
@@ -143,17 +146,26 @@ impl NatsTransport {
     /// Like [`Transport::dial`], with the concrete connection type.
     pub async fn connect(&self, subject: &str, options: DialOptions) -> Result<NatsConnection> {
         check_subject(subject, "dial")?;
-        let client = self.connector.client().await?;
-        let open_wait = options.timeout.map_or(self.options.open_timeout, |t| {
-            t.min(self.options.open_timeout)
-        });
+        let shared = self
+            .shared
+            .get_or_try_init(|| async {
+                Ok::<_, Error>(Arc::new(client::Shared {
+                    client: self.connector.client().await?,
+                    wait: self.options.request_timeout,
+                    open_wait: self.options.open_timeout,
+                    settings: self.settings(false),
+                }))
+            })
+            .await?
+            .clone();
+        let open_wait = options
+            .timeout
+            .map_or(shared.open_wait, |t| t.min(shared.open_wait));
         Ok(NatsConnection {
-            client,
+            shared,
             subject: subject.to_string(),
             target: async_nats::Subject::from(subject),
-            wait: self.options.request_timeout,
             open_wait,
-            settings: self.settings(false),
         })
     }
 

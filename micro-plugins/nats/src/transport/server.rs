@@ -58,6 +58,7 @@ impl Listener for NatsListener {
         settings.stop = stop.clone();
         let server = Server {
             client,
+            shared_subject: Arc::from(subject.as_str()),
             subject,
             settings,
             handler,
@@ -93,6 +94,8 @@ async fn next_some(subscriber: &mut Option<Subscriber>) -> Option<async_nats::Me
 struct Server {
     client: Client,
     subject: String,
+    /// The subject again, shared by the unary exchanges.
+    shared_subject: Arc<str>,
     settings: stream::Settings,
     handler: ExchangeHandler,
     stop: CancellationToken,
@@ -139,7 +142,7 @@ impl Server {
             client: self.client.clone(),
             reply: Mutex::new(Some(reply)),
             stop: self.stop.clone(),
-            subject: self.subject.clone(),
+            subject: self.shared_subject.clone(),
         };
         let exchange = Exchange {
             first: frames::to_frame(message),
@@ -149,7 +152,14 @@ impl Server {
                 remote,
             },
         };
-        tokio::spawn((self.handler)(exchange));
+        // Served here when the handler finishes at once (no task, no wake-up); otherwise on
+        // a task of its own, so a slow handler never holds up the listener.
+        let mut served = (self.handler)(exchange);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        if served.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(served);
+        }
     }
 
     /// An opening frame: a new inbox for this side, the acceptance, the pump, then the
@@ -219,7 +229,7 @@ struct UnaryReply {
     client: Client,
     reply: Mutex<Option<Subject>>,
     stop: CancellationToken,
-    subject: String,
+    subject: Arc<str>,
 }
 
 impl FrameSink for UnaryReply {
