@@ -14,6 +14,9 @@ pub(crate) const ID: &str = "go.micro.transport";
 /// this header is refused.
 pub const CONTROL: &str = "Micro-Nats";
 
+/// [`CONTROL`] as a NATS header name (made once: looking up by `&str` would copy it).
+const CONTROL_NAME: HeaderName = HeaderName::from_static(CONTROL);
+
 /// Frames a receiver may have outstanding (sent, not yet read by the receiving user) per
 /// stream direction; the receiver grants credit back as its user reads.
 pub const WINDOW: u32 = 64;
@@ -81,14 +84,14 @@ impl Control {
     /// NATS headers carrying only this control value.
     pub(crate) fn headers(self) -> async_nats::HeaderMap {
         let mut map = async_nats::HeaderMap::new();
-        map.insert(HeaderName::from_static(CONTROL), self.value().as_str());
+        map.insert(CONTROL_NAME, self.value());
         map
     }
 }
 
 /// The control value of a received NATS message: `None` for a data frame (or a request).
 pub(crate) fn control_of(message: &async_nats::Message) -> Option<Result<Control>> {
-    let value = message.headers.as_ref()?.get_last(CONTROL)?;
+    let value = message.headers.as_ref()?.get_last(CONTROL_NAME)?;
     Some(Control::parse(value.as_str()))
 }
 
@@ -146,16 +149,27 @@ fn header_name(key: &str) -> Result<HeaderName> {
 /// with a line break are refused (NATS headers are lines).
 pub(crate) fn to_nats(header: &HeaderMap) -> Result<async_nats::HeaderMap> {
     let mut map = async_nats::HeaderMap::new();
-    for (key, value) in header.iter() {
-        if value.contains(['\r', '\n']) {
-            return Err(Error::bad_request(
+    for (i, (key, value)) in header.iter().enumerate() {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Error::bad_request(
                 ID,
                 format!(
-                    "header {key}: its value has a line break, which NATS headers cannot carry; encode it"
+                    "header {key}: its value has a line break, which NATS headers cannot \
+                     carry; encode it"
                 ),
-            ));
+            )
+        })?;
+        let name = header_name(key)?;
+        // `insert` hashes the key once; `append` (for a key seen before) twice.
+        if header
+            .keys()
+            .take(i)
+            .any(|earlier| earlier.eq_ignore_ascii_case(key))
+        {
+            map.append(name, value);
+        } else {
+            map.insert(name, value);
         }
-        map.append(header_name(key)?, HeaderValue::from_lossy(value));
     }
     Ok(map)
 }
@@ -227,6 +241,18 @@ mod tests {
         let mut header = HeaderMap::new();
         header.insert("Ok", "line\nbreak");
         assert_eq!(to_nats(&header).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_sent_twice_in_order() {
+        let mut header = HeaderMap::new();
+        header.append("X-Twice".into(), "a".into());
+        header.append("Micro-Id".into(), "1".into());
+        header.append("X-Twice".into(), "b".into());
+        let map = to_nats(&header).unwrap();
+        let twice: Vec<&str> = map.get_all("X-Twice").map(|v| v.as_str()).collect();
+        assert_eq!(twice, ["a", "b"]);
+        assert_eq!(map.get("Micro-Id").map(|v| v.as_str()), Some("1"));
     }
 
     #[test]
