@@ -11,10 +11,13 @@
 //! | `tonic` | gRPC unary echo, protobuf `string` | one HTTP/2 connection |
 //! | `raw-tcp` | `u32` BE length + `u64` BE request id + bytes | one, multiplexed by id |
 //! | `axum` | HTTP/1.1 `POST /echo` with `{"data": ...}` | keep-alive pool, up to one per in-flight call |
+//! | `mucp-nats` | micro's default RPC over the `nats` transport, JSON body | one NATS connection per process |
+//! | `raw-nats` | async-nats request/reply, the bytes as payload | one NATS connection per process |
 
 pub mod axum_echo;
 pub mod load;
 pub mod micro_echo;
+pub mod raw_nats;
 pub mod raw_tcp;
 pub mod tonic_echo;
 
@@ -45,16 +48,22 @@ pub enum System {
     MucpTcp,
     /// micro's mucp over the http transport.
     MucpHttp,
+    /// Raw async-nats request/reply echo.
+    RawNats,
+    /// micro's mucp over the nats transport.
+    MucpNats,
 }
 
 impl System {
     /// Every system, in run order.
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 7] = [
         System::RawTcp,
         System::Tonic,
         System::Axum,
         System::MucpTcp,
         System::MucpHttp,
+        System::RawNats,
+        System::MucpNats,
     ];
 
     /// The name used on the command line and in the table.
@@ -65,6 +74,8 @@ impl System {
             System::Axum => "axum",
             System::MucpTcp => "mucp-tcp",
             System::MucpHttp => "mucp-http",
+            System::RawNats => "raw-nats",
+            System::MucpNats => "mucp-nats",
         }
     }
 

@@ -239,6 +239,22 @@ pub fn ratios(points: &[Point]) -> String {
             at_least: true,
             bound: 1.0,
         },
+        Target {
+            name: "rps mucp-nats / raw-nats, c=16",
+            a: ("mucp-nats", 16),
+            b: ("raw-nats", 16),
+            p99: false,
+            at_least: true,
+            bound: 0.9,
+        },
+        Target {
+            name: "rps mucp-nats / raw-nats, c=64",
+            a: ("mucp-nats", 64),
+            b: ("raw-nats", 64),
+            p99: false,
+            at_least: true,
+            bound: 0.9,
+        },
     ];
     let mut out = String::from("| ratio | measured | target | |\n| --- | ---: | ---: | --- |\n");
     for t in targets {

@@ -1,6 +1,7 @@
 //! The micro systems: a service with an `Echo.Echo` unary handler, built with the `micro`
 //! facade exactly as an application would (`mucp` client and server, JSON body), over the
-//! `tcp` or the `http` transport.
+//! `tcp`, `http` or `nats` transport (the nats plugin is added to the service's plugin
+//! table, as the facade's `nats` feature does).
 
 use crate::{BoxError, Caller, PAYLOAD, check_echo};
 use micro::client::{self, CallOptions, Client};
@@ -27,6 +28,10 @@ fn env(transport: &str, server: bool) -> Vec<(String, String)> {
         ("MICRO_SERVER_ADDRESS", "127.0.0.1:0"),
         ("MICRO_LOGGER_LEVEL", "warn"),
     ];
+    let nats = crate::raw_nats::nats_url();
+    if transport == "nats" {
+        env.push(("MICRO_TRANSPORT_ADDRESS", &nats));
+    }
     if !server {
         env.push(("MICRO_SERVER_ENABLED", "false"));
         env.push(("MICRO_CLIENT_POOL_SIZE", "1"));

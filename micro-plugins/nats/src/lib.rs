@@ -16,6 +16,7 @@ pub mod events;
 pub mod registry;
 pub mod service_api;
 pub mod store;
+pub mod transport;
 
 pub use broker::NatsBroker;
 pub use connection::Connector;
@@ -23,12 +24,14 @@ pub use events::NatsEvents;
 pub use registry::NatsRegistry;
 pub use service_api::ServiceApi;
 pub use store::NatsStore;
+pub use transport::{NatsTransport, NatsTransportOptions};
 
 /// The nats plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
         .with(registry::plugin())
         .with(broker::plugin())
+        .with(transport::plugin())
         .with(store::plugin())
         .with(events::plugin())
 }

@@ -17,6 +17,7 @@
 use micro_bench_peers::axum_echo::{self, AxumCaller};
 use micro_bench_peers::load::{self, Point};
 use micro_bench_peers::micro_echo::{self, MicroCaller};
+use micro_bench_peers::raw_nats::{self, RawNatsCaller};
 use micro_bench_peers::raw_tcp::{self, RawCaller};
 use micro_bench_peers::tonic_echo::{self, TonicCaller};
 use micro_bench_peers::{BoxError, Caller, System};
@@ -43,7 +44,8 @@ const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
 
 const USAGE: &str = "usage: rpc-load [--systems a,b,..] [--concurrency 1,16,64] [--secs 5] \
 [--warmup 1] [--rounds 1] [--connect ADDR] | --serve SYSTEM
-systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http";
+systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http, raw-nats, mucp-nats
+(the nats systems use the NATS server at NATS_URL, default nats://127.0.0.1:4222)";
 
 struct Options {
     systems: Vec<System>,
@@ -170,11 +172,19 @@ async fn stdin_closed() {
 }
 
 async fn serve(system: System) -> Result<(), BoxError> {
-    if let System::MucpTcp | System::MucpHttp = system {
-        let transport = if system == System::MucpTcp {
-            "tcp"
-        } else {
-            "http"
+    if system == System::RawNats {
+        let (subject, server) = raw_nats::serve().await?;
+        announce(&subject)?;
+        return tokio::select! {
+            () = stdin_closed() => Ok(()),
+            ended = server => Err(format!("server ended: {:?}", ended?.err()).into()),
+        };
+    }
+    if let System::MucpTcp | System::MucpHttp | System::MucpNats = system {
+        let transport = match system {
+            System::MucpTcp => "tcp",
+            System::MucpHttp => "http",
+            _ => "nats",
         };
         let (service, addr) = micro_echo::serve(transport).await?;
         announce(&addr)?;
@@ -289,6 +299,11 @@ async fn measure_system(
         }
         System::MucpHttp => {
             let caller = MicroCaller::connect("http", addr).await?;
+            points(system, caller, options).await
+        }
+        System::RawNats => points(system, RawNatsCaller::connect(addr).await?, options).await,
+        System::MucpNats => {
+            let caller = MicroCaller::connect("nats", addr).await?;
             points(system, caller, options).await
         }
     })
