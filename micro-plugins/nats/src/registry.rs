@@ -162,7 +162,7 @@ impl NatsRegistry {
     /// malformed ones skipped with a warning.
     pub(crate) async fn read(&self, store: &Store, prefix: &str) -> Result<Vec<Stored>> {
         let bucket = &self.inner.bucket;
-        let keys: Vec<String> = store
+        let mut keys: Vec<String> = store
             .keys()
             .await
             .map_err(|e| read_failed(bucket, e))?
@@ -170,6 +170,9 @@ impl NatsRegistry {
             .try_collect()
             .await
             .map_err(|e| read_failed(bucket, e))?;
+        // A key written while the listing runs comes again as a new message.
+        keys.sort_unstable();
+        keys.dedup();
         let entries: Vec<Option<kv::Entry>> = futures::stream::iter(keys)
             .map(|key| async move { store.entry(key).await })
             .buffer_unordered(READ_CONCURRENCY)
@@ -267,7 +270,7 @@ pub(crate) fn group(records: impl IntoIterator<Item = Stored>) -> Vec<Service> {
             slot.1.metadata = service.metadata.clone();
             slot.1.endpoints = service.endpoints.clone();
         }
-        slot.1.nodes.extend(service.nodes.iter().cloned());
+        micro_core::registry::merge_nodes(&mut slot.1.nodes, &service.nodes);
     }
     versions
         .into_values()

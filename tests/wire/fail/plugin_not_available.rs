@@ -1,4 +1,4 @@
-// The YAML names the nats broker, whose Cargo feature is off in this build.
+// The YAML names the redis broker, which no release has yet.
 #[derive(micro::Wire)]
 #[wire(config = "plugin_not_available.yaml")]
 struct App {
