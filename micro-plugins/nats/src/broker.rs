@@ -26,7 +26,7 @@ use async_nats::Client;
 use async_nats::connection::State;
 use futures::{FutureExt, StreamExt};
 use micro_core::broker::{
-    Broker, Delivery, Handler, Message, NoAck, SubscribeOptions, Subscriber, empty_topic,
+    Acker, Broker, Delivery, Handler, Message, NoAck, SubscribeOptions, Subscriber, empty_topic,
 };
 use micro_core::config::BrokerConfig;
 use micro_core::logger::Logger;
@@ -148,8 +148,12 @@ fn check_topic(topic: &str, publish: bool) -> Result<()> {
     Ok(())
 }
 
-/// A message's headers as NATS headers; names and values must fit the NATS header block.
-fn nats_headers(topic: &str, message: &Message) -> Result<async_nats::HeaderMap> {
+/// A message's headers as NATS headers (`None` when it has none); names and values must
+/// fit the NATS header block.
+fn nats_headers(topic: &str, message: &Message) -> Result<Option<async_nats::HeaderMap>> {
+    if message.header.is_empty() {
+        return Ok(None);
+    }
     let mut headers = async_nats::HeaderMap::new();
     for (key, value) in &message.header {
         if key.is_empty()
@@ -168,11 +172,11 @@ fn nats_headers(topic: &str, message: &Message) -> Result<async_nats::HeaderMap>
         }
         headers.insert(key.as_str(), value.as_str());
     }
-    Ok(headers)
+    Ok(Some(headers))
 }
 
-/// A delivered NATS message as a micro [`Delivery`].
-fn delivery(message: async_nats::Message) -> Delivery {
+/// A delivered NATS message as a micro [`Delivery`], settled by `acker`.
+fn delivery(message: async_nats::Message, acker: &Arc<dyn Acker>) -> Delivery {
     let mut header = HashMap::new();
     if let Some(headers) = &message.headers {
         for (name, values) in headers.iter() {
@@ -187,7 +191,7 @@ fn delivery(message: async_nats::Message) -> Delivery {
             header,
             body: message.payload,
         },
-        Arc::new(NoAck),
+        acker.clone(),
     )
 }
 
@@ -225,27 +229,33 @@ async fn deliver(
     active: Arc<Active>,
     logger: Logger,
 ) {
+    // Core NATS has no acknowledgement: one no-op acker for every delivery.
+    let acker: Arc<dyn Acker> = Arc::new(NoAck);
+    // One wait for the stop, registered once (not per message).
+    let stopped = active.stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let message = tokio::select! {
             biased;
-            () = active.stop.cancelled() => break,
+            () = &mut stopped => break,
             message = subscription.next() => message,
         };
         let Some(message) = message else { break };
-        let subject = message.subject.to_string();
-        let call = AssertUnwindSafe(handler(delivery(message))).catch_unwind();
+        let subject = message.subject.clone();
+        let call = AssertUnwindSafe(handler(delivery(message, &acker))).catch_unwind();
         let outcome = tokio::select! {
             biased;
             outcome = call => outcome,
-            () = active.stop.cancelled() => break,
+            () = &mut stopped => break,
         };
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => logger.in_scope(
-                || tracing::debug!(%subject, %err, "handler refused a message; it is dropped"),
-            ),
-            Err(_) => logger
-                .in_scope(|| tracing::warn!(%subject, "handler panicked; the message is dropped")),
+            Ok(Err(err)) => logger.in_scope(|| {
+                tracing::debug!(subject = %subject.as_str(), %err, "handler refused a message; it is dropped")
+            }),
+            Err(_) => logger.in_scope(|| {
+                tracing::warn!(subject = %subject.as_str(), "handler panicked; the message is dropped")
+            }),
         }
     }
     let _ = subscription.unsubscribe().await;
@@ -289,10 +299,16 @@ impl Broker for NatsBroker {
         let failed = |e: &dyn std::fmt::Display| {
             Error::unavailable(ID, format!("publish on {topic:?} failed: {e}; retry later"))
         };
-        client
-            .publish_with_headers(topic.to_string(), headers, message.body)
-            .await
-            .map_err(|e| failed(&e).with_source(e))?;
+        // Without headers a plain PUB: the server and subscribers skip the header block.
+        let sent = match headers {
+            Some(headers) => {
+                client
+                    .publish_with_headers(topic.to_string(), headers, message.body)
+                    .await
+            }
+            None => client.publish(topic.to_string(), message.body).await,
+        };
+        sent.map_err(|e| failed(&e).with_source(e))?;
         if self.inner.options.confirm {
             let timeout = self.inner.options.publish_timeout;
             match tokio::time::timeout(timeout, client.flush()).await {
