@@ -82,6 +82,20 @@ impl Event {
         }
     }
 
+    /// The event a backend stores for [`Events::publish`]: a fresh id, the options'
+    /// metadata, their timestamp or now. An empty topic is a 400 ([`empty_topic`]).
+    pub fn to_publish(topic: &str, payload: Bytes, options: PublishOptions) -> Result<Self> {
+        if topic.is_empty() {
+            return Err(empty_topic());
+        }
+        let mut event = Event::new(topic, payload);
+        event.metadata = options.metadata;
+        if let Some(timestamp) = options.timestamp {
+            event.timestamp = timestamp;
+        }
+        Ok(event)
+    }
+
     /// The same event, settled through `acker` when consumed.
     pub fn with_acker(mut self, acker: Arc<dyn EventAcker>) -> Self {
         self.acker = Some(acker);

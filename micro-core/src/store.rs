@@ -1,6 +1,8 @@
 //! Key-value storage with database and table scopes, prefix/suffix reads, limit/offset and
 //! expiry, as go-micro's `store.Store`.
 
+pub mod stored;
+
 use crate::Result;
 use async_trait::async_trait;
 use bytes::Bytes;

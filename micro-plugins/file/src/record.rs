@@ -1,4 +1,6 @@
-//! How a record is laid out in a redb value.
+//! How the file store reads a redb value: micro-core's record layout
+//! ([`micro_core::store::stored`], what it writes), or format 1, the layout of databases
+//! written before it, so they stay readable:
 //!
 //! ```text
 //! byte 0       format version (1)
@@ -9,130 +11,82 @@
 //! ```
 
 use bytes::Bytes;
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use micro_core::store::stored::Stored;
 
-const VERSION: u8 = 1;
-const HEADER: usize = 13;
+/// Format 1's header length.
+const V1_HEADER: usize = 13;
 
-/// A record as stored: everything but the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stored {
-    /// Unix milliseconds when it expires; `None` = never.
-    pub expires_ms: Option<u64>,
-    pub metadata: BTreeMap<String, String>,
-    pub value: Bytes,
+/// The record in `bytes`, in either layout; the error says what is wrong.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Stored, String> {
+    if bytes.first() == Some(&1) {
+        return decode_v1(bytes);
+    }
+    Stored::decode(&Bytes::copy_from_slice(bytes))
 }
 
-impl Stored {
-    /// Whether it is still alive at `now_ms`.
-    pub fn live(&self, now_ms: u64) -> bool {
-        self.expires_ms.is_none_or(|at| at > now_ms)
-    }
-
-    /// Time left at `now_ms`, for `Record::expiry`.
-    pub fn left(&self, now_ms: u64) -> Option<Duration> {
-        self.expires_ms
-            .map(|at| Duration::from_millis(at.saturating_sub(now_ms)))
-    }
-
-    /// The stored bytes.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let metadata = serde_json::to_vec(&self.metadata).map_err(|e| e.to_string())?;
-        let len = u32::try_from(metadata.len())
-            .map_err(|_| format!("metadata of {} bytes is too large", metadata.len()))?;
-        let mut out = Vec::with_capacity(HEADER + metadata.len() + self.value.len());
-        out.push(VERSION);
-        out.extend_from_slice(&self.expires_ms.unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&metadata);
-        out.extend_from_slice(&self.value);
-        Ok(out)
-    }
-
-    /// Parses stored bytes; the error says what is wrong.
-    pub fn decode(bytes: &[u8]) -> Result<Stored, String> {
-        if bytes.len() < HEADER {
-            return Err(format!(
-                "{} bytes, shorter than the {HEADER}-byte header",
+fn decode_v1(bytes: &[u8]) -> Result<Stored, String> {
+    let field = |range: std::ops::Range<usize>| {
+        bytes.get(range).ok_or_else(|| {
+            format!(
+                "{} bytes, shorter than the {V1_HEADER}-byte header",
                 bytes.len()
-            ));
-        }
-        if bytes[0] != VERSION {
-            return Err(format!("unknown record format {}", bytes[0]));
-        }
-        let mut expiry = [0u8; 8];
-        expiry.copy_from_slice(&bytes[1..9]);
-        let expires_ms = match u64::from_le_bytes(expiry) {
-            0 => None,
-            at => Some(at),
-        };
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&bytes[9..HEADER]);
-        let len = u32::from_le_bytes(len) as usize;
-        let end = HEADER
-            .checked_add(len)
-            .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| format!("metadata length {len} runs past the record"))?;
-        let metadata = serde_json::from_slice(&bytes[HEADER..end])
-            .map_err(|e| format!("metadata is not a JSON object of strings: {e}"))?;
-        Ok(Stored {
-            expires_ms,
-            metadata,
-            value: Bytes::copy_from_slice(&bytes[end..]),
+            )
         })
-    }
-}
-
-/// Milliseconds since the unix epoch (0 if the clock is before it).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// The absolute expiry of a record written at `now_ms` with `ttl` (rounded up to whole
-/// milliseconds); `None` when it does not fit.
-pub(crate) fn expiry_ms(now_ms: u64, ttl: Duration) -> Option<u64> {
-    let ms = ttl.as_nanos().div_ceil(1_000_000);
-    u64::try_from(ms).ok()?.checked_add(now_ms)
+    };
+    let expiry = u64::from_le_bytes(field(1..9)?.try_into().map_err(|_| "bad expiry")?);
+    let len = u32::from_le_bytes(field(9..V1_HEADER)?.try_into().map_err(|_| "bad length")?);
+    let end = V1_HEADER
+        .checked_add(len as usize)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| format!("metadata length {len} runs past the record"))?;
+    let metadata = serde_json::from_slice(&bytes[V1_HEADER..end])
+        .map_err(|e| format!("metadata is not a JSON object of strings: {e}"))?;
+    Ok(Stored {
+        expires_ms: (expiry != 0).then_some(expiry),
+        metadata,
+        value: Bytes::copy_from_slice(&bytes[end..]),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
-    fn round_trips() {
+    fn reads_what_it_writes_and_format_1() {
         let stored = Stored {
             expires_ms: Some(1234),
             metadata: [("a".to_string(), "b".to_string())].into(),
             value: Bytes::from_static(&[0, 255, 1]),
         };
-        assert_eq!(Stored::decode(&stored.encode().unwrap()).unwrap(), stored);
-        let bare = Stored {
+        assert_eq!(decode(&stored.encode().unwrap()).unwrap(), stored);
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&1234u64.to_le_bytes());
+        v1.extend_from_slice(&9u32.to_le_bytes());
+        v1.extend_from_slice(br#"{"a":"b"}"#);
+        v1.extend_from_slice(&[0, 255, 1]);
+        assert_eq!(decode(&v1).unwrap(), stored);
+        let mut bare = vec![1u8];
+        bare.extend_from_slice(&0u64.to_le_bytes());
+        bare.extend_from_slice(&2u32.to_le_bytes());
+        bare.extend_from_slice(b"{}");
+        let expected = Stored {
             expires_ms: None,
             metadata: BTreeMap::new(),
             value: Bytes::new(),
         };
-        assert_eq!(Stored::decode(&bare.encode().unwrap()).unwrap(), bare);
+        assert_eq!(decode(&bare).unwrap(), expected);
     }
 
     #[test]
     fn rejects_garbage_without_panicking() {
-        assert!(Stored::decode(b"").is_err());
-        assert!(Stored::decode(&[9; 20]).is_err());
+        assert!(decode(b"").is_err());
+        assert!(decode(&[9; 20]).is_err());
+        assert!(decode(&[1; 5]).is_err());
         let mut bad_len = vec![1u8];
         bad_len.extend_from_slice(&0u64.to_le_bytes());
         bad_len.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Stored::decode(&bad_len).is_err());
-    }
-
-    #[test]
-    fn expiry_rounds_up_and_never_overflows() {
-        assert_eq!(expiry_ms(10, Duration::from_micros(1)), Some(11));
-        assert_eq!(expiry_ms(10, Duration::from_millis(500)), Some(510));
-        assert_eq!(expiry_ms(10, Duration::MAX), None);
+        assert!(decode(&bad_len).is_err());
     }
 }

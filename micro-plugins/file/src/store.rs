@@ -8,9 +8,9 @@
 //! table every [`SWEEP_EVERY`] writes.
 
 use crate::options::FileStoreOptions;
-use crate::record::{Stored, expiry_ms, now_ms};
 use async_trait::async_trait;
 use micro_core::config::StoreConfig;
+use micro_core::store::stored::{Stored, expiry_ms, now_ms};
 use micro_core::store::{
     DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions, key_matches, page,
 };
@@ -156,7 +156,7 @@ impl Inner {
     }
 
     fn decode(&self, scope: &Scope, key: &str, bytes: &[u8]) -> Result<Stored> {
-        Stored::decode(bytes).map_err(|e| {
+        crate::record::decode(bytes).map_err(|e| {
             self.fail(
                 &scope.database,
                 &format!("record {key:?} of table {:?} is corrupt", scope.table),
@@ -249,7 +249,7 @@ impl Inner {
             if sweep {
                 let now = now_ms();
                 table
-                    .retain(|_, value| Stored::decode(value).is_ok_and(|s| s.live(now)))
+                    .retain(|_, value| crate::record::decode(value).is_ok_and(|s| s.live(now)))
                     .map_err(|e| self.fail(db_name, "cannot sweep expired records", e))?;
             }
         }
@@ -329,15 +329,6 @@ fn not_found(key: &str, scope: &Scope) -> Error {
     )
 }
 
-fn record(key: String, stored: Stored, now: u64) -> Record {
-    Record {
-        expiry: stored.left(now),
-        key,
-        value: stored.value,
-        metadata: stored.metadata,
-    }
-}
-
 #[async_trait]
 impl Store for FileStore {
     fn name(&self) -> &str {
@@ -349,7 +340,7 @@ impl Store for FileStore {
         self.blocking(&options.scope.clone(), move |inner, scope| {
             if !options.prefix && !options.suffix {
                 return match inner.get(&scope, &key)? {
-                    Some(stored) => Ok(vec![record(key, stored, now_ms())]),
+                    Some(stored) => Ok(vec![stored.into_record(key, now_ms())]),
                     None => Err(not_found(&key, &scope)),
                 };
             }
@@ -363,7 +354,7 @@ impl Store for FileStore {
             let now = now_ms();
             Ok(page(found, options.offset, options.limit)
                 .into_iter()
-                .map(|(k, stored)| record(k, stored, now))
+                .map(|(k, stored)| stored.into_record(k, now))
                 .collect())
         })
         .await

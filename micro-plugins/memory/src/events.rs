@@ -339,14 +339,7 @@ impl Events for MemoryEvents {
     }
 
     async fn publish(&self, topic: &str, payload: Bytes, options: PublishOptions) -> Result<()> {
-        if topic.is_empty() {
-            return Err(empty_topic());
-        }
-        let mut event = Event::new(topic, payload);
-        event.metadata = options.metadata;
-        if let Some(timestamp) = options.timestamp {
-            event.timestamp = timestamp;
-        }
+        let mut event = Event::to_publish(topic, payload, options)?;
         let mut topics = self.inner.topics();
         let entry = topics.entry(topic.to_string()).or_default();
         event.sequence = entry.log.len() as u64 + 1;

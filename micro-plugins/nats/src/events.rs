@@ -221,14 +221,7 @@ impl Events for NatsEvents {
     }
 
     async fn publish(&self, topic: &str, payload: Bytes, options: PublishOptions) -> Result<()> {
-        if topic.is_empty() {
-            return Err(empty_topic());
-        }
-        let mut event = Event::new(topic, payload);
-        event.metadata = options.metadata;
-        if let Some(timestamp) = options.timestamp {
-            event.timestamp = timestamp;
-        }
+        let event = Event::to_publish(topic, payload, options)?;
         let headers = codec::encode(&event)?;
         let (subject, name) = (codec::subject(topic)?, codec::stream_name(topic)?);
         let js = self.jetstream().await?;

@@ -3,7 +3,7 @@
 //! A database is a bucket (made on first write, file storage, history 1), a table is the first
 //! token of the KV key (`{table}.{key}`); names are mapped reversibly to the characters NATS
 //! allows (see [`names`]). A value is an envelope holding the record's metadata, its absolute
-//! expiry and its value (`store/envelope.rs`). nats-server 2.9 has no per-message TTL, so expiry is
+//! expiry and its value (`micro_core::store::stored`). nats-server 2.9 has no per-message TTL, so expiry is
 //! enforced here: an expired record is never returned, and is deleted (only if nobody wrote
 //! it since) when a read or list meets it.
 //!
@@ -12,7 +12,6 @@
 //! and is decoded, filtered, sorted and paged here (subject wildcards match whole tokens only,
 //! so they cannot narrow a prefix of a key).
 
-mod envelope;
 pub mod names;
 
 use crate::Connector;
@@ -20,10 +19,10 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind, KeyValueErrorKind};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
-use envelope::{Stored, expiry_ms, now_ms};
 use futures::StreamExt;
 use micro_core::config::StoreConfig;
 use micro_core::logger::Logger;
+use micro_core::store::stored::{Stored, expiry_ms, now_ms};
 use micro_core::store::{
     DeleteOptions, ListOptions, ReadOptions, Record, Scope, Store, WriteOptions, key_matches, page,
 };
@@ -328,15 +327,6 @@ fn not_found(key: &str, scope: &Scope) -> Error {
     )
 }
 
-fn record(key: String, stored: Stored, now: u64) -> Record {
-    Record {
-        expiry: stored.left(now),
-        key,
-        value: stored.value,
-        metadata: stored.metadata,
-    }
-}
-
 #[async_trait]
 impl Store for NatsStore {
     fn name(&self) -> &str {
@@ -361,7 +351,7 @@ impl Store for NatsStore {
                 .filter(|f| key_matches(&f.key, key, options.prefix, options.suffix));
             return Ok(page(matching, options.offset, options.limit)
                 .into_iter()
-                .map(|f| record(f.key, f.stored, now))
+                .map(|f| f.stored.into_record(f.key, now))
                 .collect());
         }
         let kv_key = names::kv_key(&scope.table, key).map_err(|e| Error::bad_request(ID, e))?;
@@ -377,7 +367,7 @@ impl Store for NatsStore {
         };
         let now = now_ms();
         match Stored::decode(&entry.value) {
-            Ok(stored) if stored.live(now) => Ok(vec![record(key.to_string(), stored, now)]),
+            Ok(stored) if stored.live(now) => Ok(vec![stored.into_record(key.to_string(), now)]),
             Ok(_) => {
                 self.delete_expired(&kv, &kv_key, entry.revision).await;
                 Err(not_found(key, &scope))

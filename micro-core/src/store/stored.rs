@@ -1,4 +1,6 @@
-//! How a record is laid out in a KV value.
+//! How a store plugin lays a record out in one byte value, for backends that keep bytes
+//! only (a redb table, a JetStream KV bucket, a Redis string): its metadata and absolute
+//! expiry travel with the value, so both survive restarts and are read back exactly.
 //!
 //! ```text
 //! bytes 0..4    magic and format version: "MKV" 0x01
@@ -9,7 +11,7 @@
 //! ```
 //!
 //! The magic lets a value written by something else (a `nats kv put`, another library) be
-//! told apart from a record, so it is skipped rather than misread.
+//! told apart from a record, so a plugin skips it rather than misreads it.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -20,10 +22,12 @@ const HEADER: usize = 16;
 
 /// A record as stored: everything but the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stored {
+pub struct Stored {
     /// Unix milliseconds when it expires; `None` = never.
     pub expires_ms: Option<u64>,
+    /// The record's metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The record's value.
     pub value: Bytes,
 }
 
@@ -37,6 +41,16 @@ impl Stored {
     pub fn left(&self, now_ms: u64) -> Option<Duration> {
         self.expires_ms
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms)))
+    }
+
+    /// The record `key` it holds, with the time left at `now_ms` as its expiry.
+    pub fn into_record(self, key: String, now_ms: u64) -> super::Record {
+        super::Record {
+            expiry: self.left(now_ms),
+            key,
+            value: self.value,
+            metadata: self.metadata,
+        }
     }
 
     /// The stored bytes.
@@ -53,7 +67,7 @@ impl Stored {
         Ok(out.into())
     }
 
-    /// Parses stored bytes; the error says what is wrong.
+    /// Parses stored bytes; the error says what is wrong (for a log line naming the key).
     pub fn decode(bytes: &Bytes) -> Result<Stored, String> {
         if bytes.len() < HEADER || &bytes[..4] != MAGIC {
             return Err(format!(
@@ -86,7 +100,7 @@ impl Stored {
 }
 
 /// Milliseconds since the unix epoch (0 if the clock is before it).
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -95,7 +109,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The absolute expiry of a record written at `now_ms` with `ttl` (rounded up to whole
 /// milliseconds); `None` when it does not fit.
-pub(crate) fn expiry_ms(now_ms: u64, ttl: Duration) -> Option<u64> {
+pub fn expiry_ms(now_ms: u64, ttl: Duration) -> Option<u64> {
     let ms = ttl.as_nanos().div_ceil(1_000_000);
     u64::try_from(ms).ok()?.checked_add(now_ms)
 }
