@@ -53,7 +53,7 @@ fn greeter_prints_hello_john_in_one_process() {
 #[test]
 fn greeter_server_and_client_as_two_processes() {
     let dir = tempfile::tempdir().unwrap();
-    server_and_client(|cmd| isolated(cmd, dir.path()));
+    server_and_client(|cmd| isolated(cmd, dir.path()), || {});
 }
 
 /// The nats deployment of the README: `MICRO_REGISTRY=nats MICRO_BROKER=nats`, on a
@@ -62,18 +62,56 @@ fn greeter_server_and_client_as_two_processes() {
 #[test]
 fn greeter_server_and_client_on_nats() {
     let nats = nats_server::TestServer::start();
-    server_and_client(|cmd| {
-        cmd.env("MICRO_REGISTRY", "nats")
-            .env("MICRO_REGISTRY_ADDRESS", nats.address())
-            .env("MICRO_BROKER", "nats")
-            .env("MICRO_BROKER_ADDRESS", nats.address())
-            .env("MICRO_LOGGER_LEVEL", "warn")
+    let address = nats.address();
+    server_and_client(
+        |cmd| {
+            cmd.env("MICRO_REGISTRY", "nats")
+                .env("MICRO_REGISTRY_ADDRESS", &address)
+                .env("MICRO_BROKER", "nats")
+                .env("MICRO_BROKER_ADDRESS", &address)
+                .env("MICRO_LOGGER_LEVEL", "warn")
+        },
+        || service_api_lists_the_greeter(&address),
+    );
+}
+
+/// A plain NATS client (async-nats, not micro) asks the NATS service API for the running
+/// greeter: `$SRV.PING.greeter` and `$SRV.INFO.greeter` answer in the `io.nats.micro.v1`
+/// formats, and the info lists `Greeter.Hello`.
+#[cfg(feature = "nats")]
+fn service_api_lists_the_greeter(address: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(address).await.unwrap();
+        let ask = |subject: &'static str| {
+            let client = client.clone();
+            async move {
+                let reply = client.request(subject, "".into()).await.unwrap();
+                serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap()
+            }
+        };
+        let ping = ask("$SRV.PING.greeter").await;
+        assert_eq!(ping["type"], "io.nats.micro.v1.ping_response", "{ping}");
+        assert_eq!(ping["name"], "greeter", "{ping}");
+        assert_eq!(ping["version"], "1.0.0", "{ping}");
+        let info = ask("$SRV.INFO.greeter").await;
+        assert_eq!(info["type"], "io.nats.micro.v1.info_response", "{info}");
+        let endpoints: Vec<&str> = info["endpoints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no endpoints: {info}"))
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(endpoints.contains(&"Greeter.Hello"), "{info}");
     });
 }
 
 /// Runs `greeter --server`, then `greeter --client` until it prints `Hello John`, both
-/// set up by `setup`.
-fn server_and_client(setup: impl Fn(&mut Command) -> &mut Command) {
+/// set up by `setup`; then `while_serving`, before the server is stopped.
+fn server_and_client(setup: impl Fn(&mut Command) -> &mut Command, while_serving: impl FnOnce()) {
     let bin = greeter();
     let mut server = setup(Command::new(&bin).arg("--server"))
         .stdout(Stdio::null())
@@ -87,6 +125,9 @@ fn server_and_client(setup: impl Fn(&mut Command) -> &mut Command) {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    if result.status.success() {
+        while_serving();
+    }
     let _ = server.kill();
     let _ = server.wait();
     assert!(
