@@ -12,6 +12,7 @@
 
 pub mod broker;
 pub mod connection;
+mod escape;
 pub mod events;
 pub mod registry;
 pub mod service_api;

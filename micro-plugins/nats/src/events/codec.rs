@@ -36,39 +36,14 @@ pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 
 /// `name` as a NATS name token (see the module documentation).
 pub fn escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || byte == b'-' {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("_{byte:02X}"));
-        }
-    }
-    out
+    crate::escape::escape(name, b'_', |_, byte| {
+        byte.is_ascii_alphanumeric() || byte == b'-'
+    })
 }
 
 /// The name `escape` made `token` from; `None` when `token` is not such a name.
 pub fn unescape(token: &str) -> Option<String> {
-    let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'_' {
-            let hex = token.get(i + 1..i + 3)?;
-            if !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-            {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::escape::unescape(token, b'_')
 }
 
 /// `name` escaped, or a 400 when it is too long to be a JetStream name.
@@ -103,51 +78,16 @@ pub fn consumer_name(group: &str) -> Result<String> {
     checked("group", group)
 }
 
-/// Percent-encodes the bytes of `text` that `keep` refuses (and `%` itself).
-fn percent(text: &str, keep: impl Fn(usize, u8) -> bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, ch) in text.char_indices() {
-        let mut buf = [0u8; 4];
-        let encoded = ch.encode_utf8(&mut buf);
-        if ch != '%' && encoded.bytes().enumerate().all(|(j, b)| keep(i + j, b)) {
-            out.push(ch);
-        } else {
-            for byte in encoded.bytes() {
-                out.push_str(&format!("%{byte:02X}"));
-            }
-        }
-    }
-    out
-}
-
-/// Undoes [`percent`]; `None` for a bad escape or bytes that are not UTF-8.
-fn unpercent(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// A metadata key as the rest of a header name: printable ASCII but `:` stays.
 fn encode_key(key: &str) -> String {
-    percent(key, |_, b| b.is_ascii_graphic() && b != b':')
+    crate::escape::escape(key, b'%', |_, b| b.is_ascii_graphic() && b != b':')
 }
 
 /// A metadata value as a header value: no control bytes, and no white space at either end
 /// (NATS trims it).
 fn encode_value(value: &str) -> String {
     let last = value.len().saturating_sub(1);
-    percent(value, |i, b| {
+    crate::escape::escape(value, b'%', |i, b| {
         !b.is_ascii_control() && !(b == b' ' && (i == 0 || i == last))
     })
 }
@@ -186,7 +126,7 @@ pub fn decode(
     let id = headers
         .get(HEADER_ID)
         .ok_or(format!("no {HEADER_ID} header (not published by micro)"))?;
-    let id = unpercent(id.as_str())
+    let id = crate::escape::unescape(id.as_str(), b'%')
         .filter(|id| !id.is_empty())
         .ok_or(format!("bad {HEADER_ID} header {:?}", id.as_str()))?;
     let stamp = headers
@@ -210,9 +150,11 @@ pub fn decode(
         let Some(key) = name.strip_prefix(HEADER_META) else {
             continue;
         };
-        let key = unpercent(key).ok_or(format!("bad metadata header name {name:?}"))?;
+        let key = crate::escape::unescape(key, b'%')
+            .ok_or(format!("bad metadata header name {name:?}"))?;
         let value = values.last().map(|v| v.as_str()).unwrap_or_default();
-        let value = unpercent(value).ok_or(format!("bad value of metadata header {name:?}"))?;
+        let value = crate::escape::unescape(value, b'%')
+            .ok_or(format!("bad value of metadata header {name:?}"))?;
         event.metadata.insert(key, value);
     }
     Ok(event)

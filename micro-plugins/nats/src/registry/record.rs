@@ -10,39 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// of the UTF-8 text becomes `=XX` (upper-case hex), and the empty text becomes `=`. The
 /// result is never empty, holds no `.`, `*`, `>` or space, and [`unescape`] gives `raw` back.
 pub fn escape(raw: &str) -> String {
-    if raw.is_empty() {
-        return "=".to_string();
-    }
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("={byte:02X}"));
-        }
-    }
-    out
+    crate::escape::escape_nonempty(raw, b'=', |_, byte| {
+        byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+    })
 }
 
 /// Reverses [`escape`]; `None` when `token` is not something [`escape`] makes.
 pub fn unescape(token: &str) -> Option<String> {
-    if token == "=" {
-        return Some(String::new());
-    }
-    let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            let hex = token.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::escape::unescape_nonempty(token, b'=')
 }
 
 /// The KV key of one node: `<service>.<version>.<node>`, each part [`escape`]d.

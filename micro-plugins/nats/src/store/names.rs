@@ -12,6 +12,8 @@
 //! Both encodings are one-to-one: decoding accepts only what encoding produces, so a name
 //! written by something else (lower-case hex, a lone `=`) is recognised as foreign.
 
+use crate::escape;
+
 /// The longest bucket name accepted: the stream is `KV_{bucket}` and names a directory on
 /// the server's disk.
 pub const MAX_BUCKET: usize = 240;
@@ -20,53 +22,11 @@ pub const MAX_BUCKET: usize = 240;
 /// line, which nats-server limits to 4096 bytes by default (`max_control_line`).
 pub const MAX_KV_KEY: usize = 2048;
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-fn escape(name: &str, keep: impl Fn(u8) -> bool, escape: u8) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if keep(byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push(char::from(escape));
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-    }
-    out
-}
-
-fn hex_digit(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn unescape(encoded: &str, escape: u8) -> Option<String> {
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == escape {
-            let high = hex_digit(*bytes.get(i + 1)?)?;
-            let low = hex_digit(*bytes.get(i + 2)?)?;
-            out.push(high << 4 | low);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn bucket_keeps(byte: u8) -> bool {
+fn bucket_keeps(_: usize, byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'-'
 }
 
-fn token_keeps(byte: u8) -> bool {
+fn token_keeps(_: usize, byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'/')
 }
 
@@ -77,7 +37,7 @@ pub fn bucket_of(database: &str) -> Result<String, String> {
             "the database name is empty; give one in the scope or set store.database".to_string(),
         );
     }
-    let bucket = escape(database, bucket_keeps, b'_');
+    let bucket = escape::escape(database, b'_', bucket_keeps);
     if bucket.len() > MAX_BUCKET {
         return Err(format!(
             "database name {database:?} maps to a bucket name of {} characters, more than the \
@@ -90,26 +50,19 @@ pub fn bucket_of(database: &str) -> Result<String, String> {
 
 /// The database a bucket holds, if `bucket` is a name [`bucket_of`] makes.
 pub fn database_of(bucket: &str) -> Option<String> {
-    let database = unescape(bucket, b'_')?;
-    (!database.is_empty() && escape(&database, bucket_keeps, b'_') == bucket).then_some(database)
+    let database = escape::unescape(bucket, b'_')?;
+    (!database.is_empty() && escape::escape(&database, b'_', bucket_keeps) == bucket)
+        .then_some(database)
 }
 
 /// A table or key as one KV key token (never empty, no dot).
 pub fn token_of(name: &str) -> String {
-    if name.is_empty() {
-        "=".to_string()
-    } else {
-        escape(name, token_keeps, b'=')
-    }
+    escape::escape_nonempty(name, b'=', token_keeps)
 }
 
 /// The table or key a token holds, if `token` is one [`token_of`] makes.
 pub fn name_of(token: &str) -> Option<String> {
-    if token == "=" {
-        return Some(String::new());
-    }
-    let name = unescape(token, b'=')?;
-    (!name.is_empty() && escape(&name, token_keeps, b'=') == token).then_some(name)
+    escape::unescape_nonempty(token, b'=').filter(|name| token_of(name) == token)
 }
 
 /// The KV key of `key` in `table`; an error saying why when it is too long.
