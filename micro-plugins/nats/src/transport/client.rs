@@ -87,14 +87,16 @@ impl Connection for NatsConnection {
                 )
             })?;
         let answer = match stream::first_message(&mut subscriber, self.open_wait).await {
+            // Nothing was sent on the stream yet: unavailable, and safe to retry elsewhere.
             None => {
-                return Err(Error::timeout(
+                return Err(Error::unavailable(
                     ID,
                     format!(
                         "{}: the listener did not accept the stream within {:?}",
                         self.subject, self.open_wait
                     ),
-                ));
+                )
+                .retryable());
             }
             Some(None) => {
                 return Err(Error::unavailable(
