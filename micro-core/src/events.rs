@@ -223,6 +223,28 @@ pub trait Events: Send + Sync + 'static {
     async fn read(&self, topic: &str, options: ReadOptions) -> Result<Vec<Event>>;
 }
 
+/// Checks what [`Events::consume`] is given, alike for every plugin: a topic, a group name
+/// that is not empty, and an `ack_wait` when events are acked by hand (`id`: the plugin's
+/// error id).
+pub fn check_consume(id: &str, topic: &str, options: &ConsumeOptions) -> Result<()> {
+    if topic.is_empty() {
+        return Err(empty_topic());
+    }
+    if !options.auto_ack && options.ack_wait.is_zero() {
+        return Err(Error::bad_request(
+            id,
+            "ack_wait must be longer than zero when auto_ack is off",
+        ));
+    }
+    if options.group.as_deref() == Some("") {
+        return Err(Error::bad_request(
+            id,
+            "consumer group name is empty: give a name, or none for a private group",
+        ));
+    }
+    Ok(())
+}
+
 /// The error for an empty topic.
 pub fn empty_topic() -> Error {
     Error::bad_request("go.micro.events", "topic is empty: give a topic name")

@@ -149,6 +149,17 @@ pub fn key_matches(key: &str, pattern: &str, prefix: bool, suffix: bool) -> bool
     }
 }
 
+/// The 404 a store returns for a key that is not in `scope` (`id`: the plugin's error id).
+pub fn not_found(id: &str, key: &str, scope: &Scope) -> crate::Error {
+    crate::Error::not_found(
+        id,
+        format!(
+            "key {key:?} not found in database {:?}, table {:?}",
+            scope.database, scope.table
+        ),
+    )
+}
+
 /// Applies offset and limit (`0` = no limit) to an ordered sequence.
 pub fn page<T>(items: impl IntoIterator<Item = T>, offset: usize, limit: usize) -> Vec<T> {
     let iter = items.into_iter().skip(offset);

@@ -319,16 +319,6 @@ fn corrupt(path: &Path, err: DatabaseError) -> Error {
     )
 }
 
-fn not_found(key: &str, scope: &Scope) -> Error {
-    Error::not_found(
-        ID,
-        format!(
-            "key {key:?} not found in database {:?}, table {:?}",
-            scope.database, scope.table
-        ),
-    )
-}
-
 #[async_trait]
 impl Store for FileStore {
     fn name(&self) -> &str {
@@ -341,7 +331,7 @@ impl Store for FileStore {
             if !options.prefix && !options.suffix {
                 return match inner.get(&scope, &key)? {
                     Some(stored) => Ok(vec![stored.into_record(key, now_ms())]),
-                    None => Err(not_found(&key, &scope)),
+                    None => Err(micro_core::store::not_found(ID, &key, &scope)),
                 };
             }
             let from = if options.prefix { key.as_str() } else { "" };

@@ -349,21 +349,7 @@ impl Events for MemoryEvents {
     }
 
     async fn consume(&self, topic: &str, options: ConsumeOptions) -> Result<Consumer> {
-        if topic.is_empty() {
-            return Err(empty_topic());
-        }
-        if !options.auto_ack && options.ack_wait.is_zero() {
-            return Err(Error::bad_request(
-                ID,
-                "ack_wait must be longer than zero when auto_ack is off",
-            ));
-        }
-        if options.group.as_deref() == Some("") {
-            return Err(Error::bad_request(
-                ID,
-                "consumer group name is empty: give a name, or none for a private group",
-            ));
-        }
+        micro_core::events::check_consume(ID, topic, &options)?;
         let key = match &options.group {
             Some(name) => GroupKey::Named(name.clone()),
             None => GroupKey::Private(self.inner.next_private.fetch_add(1, Ordering::Relaxed)),

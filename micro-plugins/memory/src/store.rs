@@ -130,7 +130,11 @@ impl Store for MemoryStore {
             return if options.prefix || options.suffix {
                 Ok(Vec::new())
             } else {
-                Err(not_found(key, &scope))
+                Err(micro_core::store::not_found(
+                    ID,
+                    key,
+                    &Scope::new(scope.0.clone(), scope.1.clone()),
+                ))
             };
         };
         if !options.prefix && !options.suffix {
@@ -138,9 +142,17 @@ impl Store for MemoryStore {
                 Some(entry) if entry.live(now) => Ok(vec![entry.record(key, now)]),
                 Some(_) => {
                     table.remove(key);
-                    Err(not_found(key, &scope))
+                    Err(micro_core::store::not_found(
+                        ID,
+                        key,
+                        &Scope::new(scope.0.clone(), scope.1.clone()),
+                    ))
                 }
-                None => Err(not_found(key, &scope)),
+                None => Err(micro_core::store::not_found(
+                    ID,
+                    key,
+                    &Scope::new(scope.0.clone(), scope.1.clone()),
+                )),
             };
         }
         let (prefix, suffix) = (options.prefix, options.suffix);
@@ -207,16 +219,6 @@ fn expiry_instant(ttl: Duration) -> Result<Instant> {
     Instant::now()
         .checked_add(ttl)
         .ok_or_else(|| Error::bad_request(ID, format!("expiry {ttl:?} is too far in the future")))
-}
-
-fn not_found(key: &str, scope: &(String, String)) -> Error {
-    Error::not_found(
-        ID,
-        format!(
-            "key {key:?} not found in database {:?}, table {:?}",
-            scope.0, scope.1
-        ),
-    )
 }
 
 /// The plugin-table entry: `store: { plugin: memory }`, default scope from the `store:`

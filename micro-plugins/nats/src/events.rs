@@ -272,21 +272,7 @@ impl Events for NatsEvents {
     }
 
     async fn consume(&self, topic: &str, options: ConsumeOptions) -> Result<Consumer> {
-        if topic.is_empty() {
-            return Err(empty_topic());
-        }
-        if !options.auto_ack && options.ack_wait.is_zero() {
-            return Err(Error::bad_request(
-                ID,
-                "ack_wait must be longer than zero when auto_ack is off",
-            ));
-        }
-        if options.group.as_deref() == Some("") {
-            return Err(Error::bad_request(
-                ID,
-                "consumer group name is empty: give a name, or none for a private group",
-            ));
-        }
+        micro_core::events::check_consume(ID, topic, &options)?;
         let mut config = deliver_policy(options.offset)?;
         let js = self.jetstream().await?;
         let private = options.group.is_none();

@@ -317,16 +317,6 @@ fn stream_missing(e: &async_nats::jetstream::context::KeyValueError) -> bool {
     )
 }
 
-fn not_found(key: &str, scope: &Scope) -> Error {
-    Error::not_found(
-        ID,
-        format!(
-            "key {key:?} not found in database {:?}, table {:?}",
-            scope.database, scope.table
-        ),
-    )
-}
-
 #[async_trait]
 impl Store for NatsStore {
     fn name(&self) -> &str {
@@ -340,7 +330,7 @@ impl Store for NatsStore {
             return if pattern {
                 Ok(Vec::new())
             } else {
-                Err(not_found(key, &scope))
+                Err(micro_core::store::not_found(ID, key, &scope))
             };
         };
         if pattern {
@@ -363,18 +353,18 @@ impl Store for NatsStore {
             )
         })?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return Err(not_found(key, &scope));
+            return Err(micro_core::store::not_found(ID, key, &scope));
         };
         let now = now_ms();
         match Stored::decode(&entry.value) {
             Ok(stored) if stored.live(now) => Ok(vec![stored.into_record(key.to_string(), now)]),
             Ok(_) => {
                 self.delete_expired(&kv, &kv_key, entry.revision).await;
-                Err(not_found(key, &scope))
+                Err(micro_core::store::not_found(ID, key, &scope))
             }
             Err(why) => {
                 self.warn_malformed(&bucket, &kv_key, &why);
-                Err(not_found(key, &scope))
+                Err(micro_core::store::not_found(ID, key, &scope))
             }
         }
     }
