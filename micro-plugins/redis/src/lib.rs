@@ -1,0 +1,19 @@
+//! micro-redis: micro on [Redis](https://redis.io): store (scopes as key prefixes, TTL,
+//! SCAN listing), broker (pub/sub, queue groups), events on Streams (consumer groups, XACK,
+//! claims after ack_wait) and sync (locks, leader election). Every component is the plugin
+//! `redis` of its section:
+//!
+//! ```yaml
+//! store: { plugin: redis, addresses: [redis://127.0.0.1:6379] }
+//! ```
+//!
+//! See the crate's README for the key layout and the decisions taken.
+
+pub mod connection;
+
+pub use connection::Connector;
+
+/// The redis plugins of every component this crate serves, for the plugin table.
+pub fn plugins() -> micro_core::Plugins {
+    micro_core::Plugins::new()
+}
