@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 
 # Servers the tests need today (the nats plugin: nats-server with JetStream on 4222, and
 # the nats-server binary for the fault tests, which start their own on a spare port).
-# Plugin issues add theirs here (redis postgres).
-SERVERS="${MICRO_TEST_SERVERS-nats}"
+# PostgreSQL (database `test`, trust auth) for the postgres store. Plugin issues add theirs
+# here (redis).
+SERVERS="${MICRO_TEST_SERVERS-nats postgres}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -77,9 +78,9 @@ for server in $SERVERS; do
 done
 
 status=0
-# The nats feature is on so the facade's tests also run the examples on NATS.
-log "cargo test --workspace --exclude micro-example-plugin --features micro/nats --no-fail-fast $*"
-cargo test --workspace --exclude micro-example-plugin --features micro/nats --no-fail-fast "$@" \
+# The nats and postgres features are on so the facade's tests also build and run them.
+log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres --no-fail-fast $*"
+cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres --no-fail-fast "$@" \
   || status=$?
 # The example plugin on its own: built this way, micro-core is compiled without its
 # `service` feature, as an out-of-tree plugin sees it.

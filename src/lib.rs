@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 8] = [
+        let features: [(&str, bool); 9] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -36,6 +36,7 @@ pub mod __private {
             ("mucp", cfg!(feature = "mucp")),
             ("selector", cfg!(feature = "selector")),
             ("nats", cfg!(feature = "nats")),
+            ("postgres", cfg!(feature = "postgres")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -75,6 +76,8 @@ pub use micro_memory as memory;
 pub use micro_mucp as mucp;
 #[cfg(feature = "nats")]
 pub use micro_nats as nats;
+#[cfg(feature = "postgres")]
+pub use micro_postgres as postgres;
 /// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
 /// `selector`. Named `cache_selector` because `micro::selector` is the selector contract.
 #[cfg(feature = "selector")]
@@ -103,6 +106,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_selector::plugins());
     #[cfg(feature = "nats")]
     plugins.extend(micro_nats::plugins());
+    #[cfg(feature = "postgres")]
+    plugins.extend(micro_postgres::plugins());
     plugins
 }
 

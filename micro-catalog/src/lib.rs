@@ -176,7 +176,7 @@ plugins! {
     Store "file" => "file" Available,
     Store "nats" => "nats" Available,
     Store "redis" => "redis" Planned,
-    Store "postgres" => "postgres" Planned,
+    Store "postgres" => "postgres" Available,
     Events "memory" => "memory" Available,
     Events "nats" => "nats" Available,
     Events "redis" => "redis" Planned,
