@@ -9,11 +9,17 @@
 //!
 //! See the crate's README for the key layout and the decisions taken.
 
+pub mod broker;
 pub mod connection;
+pub mod events;
 
+pub use broker::{RedisBroker, RedisBrokerOptions};
 pub use connection::Connector;
+pub use events::RedisEvents;
 
 /// The redis plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
+        .with(broker::plugin())
+        .with(events::plugin())
 }
