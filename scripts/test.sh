@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 
 # Servers the tests need today (the nats plugin: nats-server with JetStream on 4222, and
 # the nats-server binary for the fault tests, which start their own on a spare port).
-# PostgreSQL (database `test`, trust auth) for the postgres store. Plugin issues add theirs
-# here (redis).
-SERVERS="${MICRO_TEST_SERVERS-nats postgres}"
+# PostgreSQL (database `test`, trust auth) for the postgres store, redis-server (and its
+# binary, for the redis fault tests) for the redis plugins.
+SERVERS="${MICRO_TEST_SERVERS-nats postgres redis}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -50,8 +50,9 @@ ensure_nats() {
 }
 
 ensure_redis() {
-  port_open 6379 && return 0
+  # The binary too: the fault tests start their own redis-server on a spare port.
   command -v redis-server >/dev/null || apt_install redis-server
+  port_open 6379 && return 0
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
