@@ -80,7 +80,9 @@ impl Connector {
         let client = self.client()?;
         self.manager
             .get_or_try_init(|| async {
-                ConnectionManager::new(client).await.map_err(|e| self.unreachable(&e))
+                ConnectionManager::new(client)
+                    .await
+                    .map_err(|e| self.unreachable(&e))
             })
             .await
             .cloned()

@@ -10,10 +10,16 @@
 //! See the crate's README for the key layout and the decisions taken.
 
 pub mod connection;
+pub mod store;
+pub mod sync;
 
 pub use connection::Connector;
+pub use store::RedisStore;
+pub use sync::{RedisLeader, RedisSync};
 
 /// The redis plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
+        .with(store::plugin())
+        .with(sync::plugin())
 }
