@@ -336,7 +336,7 @@ async fn renew(
             }
         }
         let asked = Instant::now();
-        let renewed: redis::RedisResult<i64> = async {
+        let renewal = async {
             let mut con = match inner.connector.connection().await {
                 Ok(con) => con,
                 Err(_) => return Ok(-1),
@@ -348,8 +348,14 @@ async fn renew(
                 .arg(millis(ttl))
                 .invoke_async(&mut con)
                 .await
-        }
-        .await;
+        };
+        // A server that stalls past the lease end cannot keep this leader believing it leads.
+        let deadline = *state.valid_until();
+        let Ok(renewed) = tokio::time::timeout_at(deadline, renewal).await else {
+            state.lose();
+            return;
+        };
+        let renewed: redis::RedisResult<i64> = renewed;
         match renewed {
             Ok(1) => *state.valid_until() = asked + ttl,
             Ok(0) => {
