@@ -237,3 +237,44 @@ async fn a_holder_killed_loses_the_lock_within_its_ttl() {
     }
     sync.unlock(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn plugin_uses_addresses() {
+    use micro_core::PluginContext;
+    use micro_core::config::{Outcome, Sources, load};
+    use micro_core::logger::Logger;
+    use micro_core::middleware::Middleware;
+    use micro_core::plugin::{Components, PluginFactory, ServiceInfo};
+    let plugins = micro_redis::plugins();
+    let sources = Sources {
+        no_flags: true,
+        overrides: serde_json::json!({"sync": {"plugin": "redis", "addresses": [redis_address()]}}),
+        ..Default::default()
+    };
+    let Outcome::Loaded(loaded) = load(plugins.schema(), &sources).unwrap() else {
+        panic!("config did not load");
+    };
+    let (components, service, middleware) = (
+        Components::default(),
+        ServiceInfo::default(),
+        Middleware::default(),
+    );
+    let ctx = PluginContext {
+        section: "sync",
+        config: &*loaded,
+        logger: Logger::none(),
+        components: &components,
+        service: &service,
+        middleware: &middleware,
+    };
+    let PluginFactory::Sync(factory) = &plugins.find("sync", "redis").unwrap().factory else {
+        panic!("not a sync plugin");
+    };
+    let sync = factory(&ctx).unwrap();
+    assert_eq!(sync.name(), "redis");
+    let id = unique("plugin");
+    sync.lock(&id, options(Duration::from_secs(60), Duration::ZERO))
+        .await
+        .unwrap();
+    sync.unlock(&id).await.unwrap();
+}
