@@ -12,14 +12,20 @@
 pub mod broker;
 pub mod connection;
 pub mod events;
+pub mod store;
+pub mod sync;
 
 pub use broker::{RedisBroker, RedisBrokerOptions};
 pub use connection::Connector;
 pub use events::RedisEvents;
+pub use store::RedisStore;
+pub use sync::{RedisLeader, RedisSync};
 
 /// The redis plugins of every component this crate serves, for the plugin table.
 pub fn plugins() -> micro_core::Plugins {
     micro_core::Plugins::new()
         .with(broker::plugin())
         .with(events::plugin())
+        .with(store::plugin())
+        .with(sync::plugin())
 }

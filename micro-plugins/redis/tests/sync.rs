@@ -1,0 +1,280 @@
+//! The redis sync against the real shared redis-server (127.0.0.1:6379): the sync
+//! conformance suite, stale tokens, the signal of lost leadership, and two processes (this
+//! test binary run again as a child with `MICRO_REDIS_SYNC_CHILD` set) contending for one
+//! lock.
+//!
+//! Lock and election ids are unique per test; every lock is unlocked or lapses by its ttl.
+
+mod common;
+
+use common::redis_address;
+use micro_conformance::support::{DEADLINE, unique};
+use micro_core::sync::{Leader, LeaderOptions, LockOptions, Sync};
+use micro_redis::sync::{leader_key, lock_key};
+use micro_redis::{Connector, RedisSync};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn fresh() -> RedisSync {
+    RedisSync::new(Connector::new(&[redis_address()], "sync"))
+}
+
+fn options(ttl: Duration, wait: Duration) -> LockOptions {
+    LockOptions::default().ttl(ttl).wait(wait)
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_address())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+micro_conformance::sync_suite!(async || Arc::new(fresh()) as Arc<dyn Sync>);
+
+#[tokio::test]
+async fn a_stale_token_cannot_unlock_the_next_holder() {
+    let id = unique("stale");
+    let (first, second) = (fresh(), fresh());
+    first
+        .lock(&id, options(Duration::from_millis(300), Duration::ZERO))
+        .await
+        .unwrap();
+    // The first holder's ttl runs out; the second takes the lock.
+    second
+        .lock(&id, options(Duration::from_secs(60), DEADLINE))
+        .await
+        .unwrap();
+    let stale = first.unlock(&id).await.unwrap_err();
+    println!("{stale}");
+    assert_eq!(stale.code, 404, "{stale}");
+    let busy = first
+        .lock(&id, options(Duration::from_secs(60), Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code, 408, "the second holder keeps the lock: {busy}");
+    // A sync that never took it cannot free it either.
+    let other = fresh().unlock(&id).await.unwrap_err();
+    assert_eq!(other.code, 404, "{other}");
+    second.unlock(&id).await.unwrap();
+    let mut con = raw().await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(lock_key(&id))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
+#[tokio::test]
+async fn a_leader_whose_key_is_taken_over_is_told() {
+    let id = unique("election");
+    let sync = fresh();
+    let leader = sync
+        .elect(
+            &id,
+            LeaderOptions::default().ttl(Duration::from_millis(600)),
+        )
+        .await
+        .unwrap();
+    assert!(leader.is_leader());
+    // Someone else overwrites the lease (as after a network partition).
+    let mut con = raw().await;
+    let _: () = redis::cmd("SET")
+        .arg(leader_key(&id))
+        .arg("someone-else")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, leader.lost())
+        .await
+        .expect("the loss of leadership is signalled");
+    assert!(!leader.is_leader());
+    assert!(!*leader.watch().borrow());
+    // Resigning then leaves the other holder's key alone.
+    leader.resign().await.unwrap();
+    let value: Option<String> = redis::cmd("GET")
+        .arg(leader_key(&id))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("someone-else"));
+    let _: i64 = redis::cmd("DEL")
+        .arg(leader_key(&id))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_ids_and_ttls_are_clear_errors() {
+    let sync = fresh();
+    let err = sync.lock("", LockOptions::default()).await.unwrap_err();
+    assert_eq!(err.code, 400, "{err}");
+    let zero = LockOptions::default().ttl(Duration::ZERO);
+    let err = sync.lock(&unique("zero"), zero).await.unwrap_err();
+    assert_eq!(err.code, 400, "{err}");
+    let err = sync
+        .leader("", LeaderOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code, 400, "{err}");
+}
+
+/// Child mode: takes the lock named by `MICRO_REDIS_SYNC_CHILD` without waiting (ttl from
+/// `MICRO_REDIS_SYNC_TTL_MS`), prints `SYNC_CHILD HELD` or `SYNC_CHILD BUSY`, and, holding it,
+/// waits for its stdin to close before unlocking.
+#[tokio::test]
+async fn sync_child() {
+    let Ok(id) = std::env::var("MICRO_REDIS_SYNC_CHILD") else {
+        return;
+    };
+    let ttl = std::env::var("MICRO_REDIS_SYNC_TTL_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_millis);
+    let sync = fresh();
+    match sync.lock(&id, options(ttl, Duration::ZERO)).await {
+        Ok(()) => {
+            println!("SYNC_CHILD HELD");
+            std::io::stdout().flush().unwrap();
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+            })
+            .await
+            .unwrap();
+            sync.unlock(&id).await.unwrap();
+        }
+        Err(e) if e.code == 408 => println!("SYNC_CHILD BUSY"),
+        Err(e) => println!("SYNC_CHILD FAILED {e}"),
+    }
+    std::io::stdout().flush().unwrap();
+}
+
+/// Starts a child contending for lock `id`; its outcome line.
+fn start_child(id: &str, ttl_ms: u64) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sync_child", "--nocapture", "--test-threads=1"])
+        .env("MICRO_REDIS_SYNC_CHILD", id)
+        .env("MICRO_REDIS_SYNC_TTL_MS", ttl_ms.to_string())
+        .env("MICRO_TEST_REDIS", redis_address())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the test binary runs again as a child");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    // libtest prints `test sync_child ... ` first, on the same line.
+    let outcome = lines
+        .find_map(|l| l.split_once("SYNC_CHILD ").map(|(_, o)| o.to_string()))
+        .unwrap_or_else(|| "no outcome".to_string());
+    // Keep reading, so the child's last lines never meet a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, outcome)
+}
+
+#[tokio::test]
+async fn two_processes_one_lock_exactly_one_holds_it() {
+    let id = unique("procs");
+    let id2 = id.clone();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let first = start_child(&id2, 60_000);
+        let second = start_child(&id2, 60_000);
+        (first, second)
+    })
+    .await
+    .unwrap();
+    let mut outcomes = [first.1.clone(), second.1.clone()];
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        ["BUSY", "HELD"],
+        "exactly one child holds the lock"
+    );
+    for (mut child, _) in [first, second] {
+        drop(child.stdin.take()); // the holder unlocks and exits
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "child: {status}");
+    }
+    // Freed by its holder: free to take at once.
+    let sync = fresh();
+    sync.lock(&id, options(Duration::from_secs(60), Duration::ZERO))
+        .await
+        .unwrap();
+    sync.unlock(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_holder_killed_loses_the_lock_within_its_ttl() {
+    let id = unique("killed");
+    let id2 = id.clone();
+    let (mut child, outcome) = tokio::task::spawn_blocking(move || start_child(&id2, 1000))
+        .await
+        .unwrap();
+    assert_eq!(outcome, "HELD");
+    child.kill().unwrap(); // SIGKILL: no unlock
+    child.wait().unwrap();
+    let sync = fresh();
+    let busy = sync
+        .lock(&id, options(Duration::from_secs(60), Duration::ZERO))
+        .await;
+    println!("right after the kill: {busy:?}");
+    if busy.is_err() {
+        sync.lock(&id, options(Duration::from_secs(60), DEADLINE))
+            .await
+            .expect("the killed holder's lock lapses after its ttl");
+    }
+    sync.unlock(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn plugin_uses_addresses() {
+    use micro_core::PluginContext;
+    use micro_core::config::{Outcome, Sources, load};
+    use micro_core::logger::Logger;
+    use micro_core::middleware::Middleware;
+    use micro_core::plugin::{Components, PluginFactory, ServiceInfo};
+    let plugins = micro_redis::plugins();
+    let sources = Sources {
+        no_flags: true,
+        overrides: serde_json::json!({"sync": {"plugin": "redis", "addresses": [redis_address()]}}),
+        ..Default::default()
+    };
+    let Outcome::Loaded(loaded) = load(plugins.schema(), &sources).unwrap() else {
+        panic!("config did not load");
+    };
+    let (components, service, middleware) = (
+        Components::default(),
+        ServiceInfo::default(),
+        Middleware::default(),
+    );
+    let ctx = PluginContext {
+        section: "sync",
+        config: &*loaded,
+        logger: Logger::none(),
+        components: &components,
+        service: &service,
+        middleware: &middleware,
+    };
+    let PluginFactory::Sync(factory) = &plugins.find("sync", "redis").unwrap().factory else {
+        panic!("not a sync plugin");
+    };
+    let sync = factory(&ctx).unwrap();
+    assert_eq!(sync.name(), "redis");
+    let id = unique("plugin");
+    sync.lock(&id, options(Duration::from_secs(60), Duration::ZERO))
+        .await
+        .unwrap();
+    sync.unlock(&id).await.unwrap();
+}
