@@ -80,7 +80,13 @@ impl Connector {
         let client = self.client()?;
         self.manager
             .get_or_try_init(|| async {
-                ConnectionManager::new(client)
+                // A first connect gives up after one retry, each attempt bounded (redis'
+                // default of six retries took about 9 s against a port nobody listens
+                // on); once connected, the manager reconnects on its own.
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+                ConnectionManager::new_with_config(client, config)
                     .await
                     .map_err(|e| self.unreachable(&e))
             })
