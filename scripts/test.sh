@@ -79,9 +79,9 @@ for server in $SERVERS; do
 done
 
 status=0
-# The nats and postgres features are on so the facade's tests also build and run them.
-log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres --no-fail-fast $*"
-cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres --no-fail-fast "$@" \
+# The nats, postgres and redis features are on so the facade's tests also build and run them.
+log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis --no-fail-fast $*"
+cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis --no-fail-fast "$@" \
   || status=$?
 # The example plugin on its own: built this way, micro-core is compiled without its
 # `service` feature, as an out-of-tree plugin sees it.

@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 9] = [
+        let features: [(&str, bool); 10] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -37,6 +37,7 @@ pub mod __private {
             ("selector", cfg!(feature = "selector")),
             ("nats", cfg!(feature = "nats")),
             ("postgres", cfg!(feature = "postgres")),
+            ("redis", cfg!(feature = "redis")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -78,6 +79,8 @@ pub use micro_mucp as mucp;
 pub use micro_nats as nats;
 #[cfg(feature = "postgres")]
 pub use micro_postgres as postgres;
+#[cfg(feature = "redis")]
+pub use micro_redis as redis;
 /// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
 /// `selector`. Named `cache_selector` because `micro::selector` is the selector contract.
 #[cfg(feature = "selector")]
@@ -108,6 +111,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_nats::plugins());
     #[cfg(feature = "postgres")]
     plugins.extend(micro_postgres::plugins());
+    #[cfg(feature = "redis")]
+    plugins.extend(micro_redis::plugins());
     plugins
 }
 
