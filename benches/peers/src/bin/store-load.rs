@@ -3,8 +3,9 @@
 //!
 //! ```sh
 //! cargo run --release -p micro-bench-peers --bin store-load -- \
-//!     [--systems memory,file,postgres,raw-postgres] [--records 5000] [--concurrency 16] \
-//!     [--rounds 3] [--postgres postgres://postgres@127.0.0.1:5432/test]
+//!     [--systems memory,file,postgres,raw-postgres,redis,raw-redis] [--records 5000] \
+//!     [--concurrency 16] [--rounds 3] [--postgres postgres://postgres@127.0.0.1:5432/test] \
+//!     [--redis redis://127.0.0.1:6379]
 //! ```
 //!
 //! Each run writes `--records` records of 100 bytes (keys `k000000`..), reads each back by
@@ -25,9 +26,16 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: store-load [--systems memory,file,postgres,raw-postgres] \
-[--records N] [--concurrency N] [--rounds N] [--postgres URL]";
-const SYSTEMS: [&str; 4] = ["memory", "file", "postgres", "raw-postgres"];
+const USAGE: &str = "usage: store-load [--systems memory,file,postgres,raw-postgres,redis,raw-redis] \
+[--records N] [--concurrency N] [--rounds N] [--postgres URL] [--redis URL]";
+const SYSTEMS: [&str; 6] = [
+    "memory",
+    "file",
+    "postgres",
+    "raw-postgres",
+    "redis",
+    "raw-redis",
+];
 const LISTS: usize = 200;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +46,7 @@ struct Options {
     concurrency: usize,
     rounds: usize,
     postgres: String,
+    redis: String,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -47,6 +56,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         concurrency: 16,
         rounds: 3,
         postgres: "postgres://postgres@127.0.0.1:5432/test".into(),
+        redis: "redis://127.0.0.1:6379".into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -61,6 +71,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--concurrency" => options.concurrency = number(value()?)?.max(1),
             "--rounds" => options.rounds = number(value()?)?.max(1),
             "--postgres" => options.postgres = value()?,
+            "--redis" => options.redis = value()?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -185,6 +196,96 @@ impl Target for RawPostgres {
     }
 }
 
+/// The redis client's reconnecting connection, running the redis store's commands: SET,
+/// GET, and SCAN MATCH + MGET for a prefix.
+struct RawRedis {
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+#[async_trait::async_trait]
+impl Target for RawRedis {
+    async fn write(&self, key: &str, value: Bytes) -> Result<(), BoxError> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}{key}", self.prefix);
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&value[..])
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn read(&self, key: &str) -> Result<(), BoxError> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}{key}", self.prefix);
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await?;
+        value
+            .map(drop)
+            .ok_or_else(|| format!("read {key}: missing").into())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<usize, BoxError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}{prefix}*", self.prefix);
+        let mut cursor = 0u64;
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await?;
+        Ok(values.into_iter().flatten().count())
+    }
+}
+
+/// Deletes the keys under `prefix` (SCAN + DEL).
+async fn delete_keys(url: &str, prefix: &str) -> Result<(), BoxError> {
+    let mut connection = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// Runs `op(i)` for i in 0..n from `concurrency` tasks; returns ops/s.
 async fn drive<F, Fut>(n: usize, concurrency: usize, op: F) -> Result<f64, BoxError>
 where
@@ -248,6 +349,20 @@ async fn run(system: &str, options: &Options, round: usize) -> Result<[f64; 3], 
                 scope,
             })
         }
+        "redis" => Arc::new(MicroStore {
+            store: Arc::new(micro::redis::RedisStore::new(
+                micro::redis::Connector::new(std::slice::from_ref(&options.redis), "store"),
+                Scope::new(&name, "bench"),
+            )),
+            scope: Scope::new(&name, "bench"),
+        }),
+        "raw-redis" => Arc::new(RawRedis {
+            connection: redis::aio::ConnectionManager::new(redis::Client::open(
+                options.redis.as_str(),
+            )?)
+            .await?,
+            prefix: format!("{name}:bench:"),
+        }),
         _ => Arc::new(RawPostgres::new(&options.postgres, &name).await?),
     };
     let value = Bytes::from(vec![b'v'; 100]);
@@ -281,6 +396,9 @@ async fn run(system: &str, options: &Options, round: usize) -> Result<[f64; 3], 
     .await?;
     if system.contains("postgres") {
         drop_schema(&options.postgres, &name).await?;
+    }
+    if system.contains("redis") {
+        delete_keys(&options.redis, &name).await?;
     }
     Ok([writes, reads, lists])
 }
@@ -349,14 +467,16 @@ async fn main() -> ExitCode {
         println!("| {system} | {w:.0} | {r:.0} | {l:.0} |");
     }
     let find = |name: &str| medians.iter().find(|(s, _)| s == name).map(|(_, m)| *m);
-    if let (Some(ours), Some(raw)) = (find("postgres"), find("raw-postgres")) {
-        println!();
-        println!(
-            "postgres / raw-postgres: writes {:.2}, reads {:.2}, lists {:.2} (target ≥ 0.90)",
-            ours[0] / raw[0],
-            ours[1] / raw[1],
-            ours[2] / raw[2]
-        );
+    for (ours, raw) in [("postgres", "raw-postgres"), ("redis", "raw-redis")] {
+        if let (Some(a), Some(b)) = (find(ours), find(raw)) {
+            println!();
+            println!(
+                "{ours} / {raw}: writes {:.2}, reads {:.2}, lists {:.2} (target ≥ 0.90)",
+                a[0] / b[0],
+                a[1] / b[1],
+                a[2] / b[2]
+            );
+        }
     }
     ExitCode::SUCCESS
 }
