@@ -25,6 +25,16 @@ pub fn node_key(service: &str, version: &str, node: &str) -> String {
     format!("{}.{}.{}", escape(service), escape(version), escape(node))
 }
 
+/// The `(service, version, node)` a key made by [`node_key`] names; `None` for any other key.
+pub fn parse_key(key: &str) -> Option<(String, String, String)> {
+    let mut parts = key.split('.');
+    let (service, version, node) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((unescape(service)?, unescape(version)?, unescape(node)?))
+}
+
 /// The key prefix of every node of `service` (its versions included).
 pub fn service_prefix(service: &str) -> String {
     format!("{}.", escape(service))
