@@ -162,17 +162,25 @@ impl NatsRegistry {
     /// malformed ones skipped with a warning.
     pub(crate) async fn read(&self, store: &Store, prefix: &str) -> Result<Vec<Stored>> {
         let bucket = &self.inner.bucket;
+        // The keys from the stream's subject counts (one request, no consumer): async-nats'
+        // `keys()` runs an ordered consumer that can end its listing early under load.
+        // Deleted keys keep a delete marker and are listed too; their entries are skipped.
+        let filter = format!("{}{prefix}>", store.prefix);
         let mut keys: Vec<String> = store
-            .keys()
+            .stream
+            .info_with_subjects(&filter)
             .await
             .map_err(|e| read_failed(bucket, e))?
-            .try_filter(|k| futures::future::ready(k.starts_with(prefix)))
+            .try_filter_map(|(subject, _)| {
+                let key = subject
+                    .strip_prefix(store.prefix.as_str())
+                    .map(str::to_string);
+                futures::future::ready(Ok(key))
+            })
             .try_collect()
             .await
             .map_err(|e| read_failed(bucket, e))?;
-        // A key written while the listing runs comes again as a new message.
         keys.sort_unstable();
-        keys.dedup();
         let entries: Vec<Option<kv::Entry>> = futures::stream::iter(keys)
             .map(|key| async move { store.entry(key).await })
             .buffer_unordered(READ_CONCURRENCY)
