@@ -13,6 +13,7 @@ pub mod broker;
 pub mod connection;
 pub mod events;
 pub mod store;
+mod stream_entry;
 pub mod sync;
 
 pub use broker::{RedisBroker, RedisBrokerOptions};

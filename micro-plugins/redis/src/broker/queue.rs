@@ -10,6 +10,7 @@
 //! server gone) are retried with a growing backoff; a group deleted meanwhile is made again.
 
 use super::{ID, MAX_BACKOFF, MIN_BACKOFF, call, envelope, queue_key};
+use crate::stream_entry::StreamEntry;
 use micro_core::broker::{Acker, Delivery, Handler};
 use micro_core::logger::Logger;
 use micro_core::{Error, Result};
@@ -21,17 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long one blocking read waits.
 const BLOCK: Duration = Duration::from_secs(1);
-/// The idle time a nack gives an entry: older than any `ack_wait`.
-const NACK_IDLE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// Settles one queue-group delivery.
-struct QueueAcker {
-    conn: ConnectionManager,
-    key: String,
-    group: String,
-    consumer: String,
-    id: String,
-}
+struct QueueAcker(StreamEntry);
 
 impl QueueAcker {
     fn error(&self, what: &str, e: &redis::RedisError) -> Error {
@@ -40,44 +33,21 @@ impl QueueAcker {
             format!(
                 "{what} of message {} of queue group {} ({}) did not reach Redis ({e}); it \
                  will be delivered again after ack_wait",
-                self.id, self.group, self.key
+                self.0.id, self.0.group, self.0.key
             ),
         )
-    }
-
-    async fn xack(&self) -> redis::RedisResult<()> {
-        redis::cmd("XACK")
-            .arg(&self.key)
-            .arg(&self.group)
-            .arg(&self.id)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-    }
-
-    async fn give_back(&self) -> redis::RedisResult<()> {
-        redis::cmd("XCLAIM")
-            .arg(&self.key)
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg(0)
-            .arg(&self.id)
-            .arg("IDLE")
-            .arg(NACK_IDLE_MS)
-            .arg("JUSTID")
-            .query_async::<redis::Value>(&mut self.conn.clone())
-            .await
-            .map(drop)
     }
 }
 
 #[async_trait::async_trait]
 impl Acker for QueueAcker {
     async fn ack(&self) -> Result<()> {
-        self.xack().await.map_err(|e| self.error("the ack", &e))
+        self.0.xack().await.map_err(|e| self.error("the ack", &e))
     }
 
     async fn nack(&self) -> Result<()> {
-        self.give_back()
+        self.0
+            .give_back()
             .await
             .map_err(|e| self.error("the nack", &e))
     }
@@ -137,13 +107,13 @@ impl Group {
     }
 
     fn acker(&self, id: &str) -> Arc<QueueAcker> {
-        Arc::new(QueueAcker {
+        Arc::new(QueueAcker(StreamEntry {
             conn: self.conn.clone(),
             key: self.key.clone(),
             group: self.group.clone(),
             consumer: self.consumer.clone(),
             id: id.to_string(),
-        })
+        }))
     }
 
     /// Delivers the group's messages to `handler` until `stop`.
@@ -181,7 +151,7 @@ impl Group {
             };
             let acker = self.acker(&entry.id);
             if stop.is_cancelled() {
-                let _ = acker.give_back().await;
+                let _ = acker.0.give_back().await;
                 break;
             }
             let Some(payload) = entry.get::<Vec<u8>>("m") else {
@@ -189,7 +159,7 @@ impl Group {
                     tracing::warn!(stream = %self.key, id = %entry.id,
                         "skipping entry {} of stream {}: it has no field m", entry.id, self.key)
                 });
-                let _ = acker.xack().await;
+                let _ = acker.0.xack().await;
                 continue;
             };
             let delivery = Delivery::new(
@@ -199,12 +169,12 @@ impl Group {
             );
             match call(&handler, delivery, &stop, &self.logger).await {
                 None => {
-                    let _ = acker.give_back().await;
+                    let _ = acker.0.give_back().await;
                     break;
                 }
                 Some(true) if !self.auto_ack => {}
                 Some(_) => {
-                    if let Err(e) = acker.xack().await {
+                    if let Err(e) = acker.0.xack().await {
                         self.logger.in_scope(|| {
                             tracing::warn!(topic = %self.topic, "ack of message {} failed: {e}", entry.id)
                         });

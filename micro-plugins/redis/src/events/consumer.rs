@@ -22,6 +22,7 @@
 //! destroyed when its consumer is dropped.
 
 use super::{ID, codec};
+use crate::stream_entry::StreamEntry;
 use async_trait::async_trait;
 use micro_core::events::{Event, EventAcker};
 use micro_core::logger::Logger;
@@ -37,8 +38,6 @@ use tokio_util::sync::CancellationToken;
 /// First and longest wait before trying again after an error.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The idle time a nack gives an entry: older than any `ack_wait`.
-const NACK_IDLE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// Logs an entry that is not a micro event and is skipped.
 pub(super) fn skipped(logger: &Logger, stream: &str, id: &str, reason: &str) {
@@ -53,11 +52,7 @@ pub(super) fn skipped(logger: &Logger, stream: &str, id: &str, reason: &str) {
 
 /// Where one delivery lives: the stream, the group and the consumer holding it.
 pub(super) struct RedisAcker {
-    pub conn: ConnectionManager,
-    pub key: String,
-    pub group: String,
-    pub consumer: String,
-    pub id: String,
+    pub entry: StreamEntry,
     /// Deliveries so far, this one included.
     pub delivered: u64,
     /// Deliveries allowed (`None` = no limit).
@@ -72,52 +67,31 @@ impl RedisAcker {
             format!(
                 "{what} of entry {} of stream {} did not reach Redis ({e}); it will be \
                  delivered again after its ack_wait",
-                self.id, self.key
+                self.entry.id, self.entry.key
             ),
         )
-    }
-
-    async fn xack(&self) -> redis::RedisResult<()> {
-        redis::cmd("XACK")
-            .arg(&self.key)
-            .arg(&self.group)
-            .arg(&self.id)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-    }
-
-    /// Sets the entry's idle time (0 = counts from now) without counting a delivery.
-    async fn set_idle(&self, idle_ms: u64) -> redis::RedisResult<()> {
-        redis::cmd("XCLAIM")
-            .arg(&self.key)
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg(0)
-            .arg(&self.id)
-            .arg("IDLE")
-            .arg(idle_ms)
-            .arg("JUSTID")
-            .query_async::<redis::Value>(&mut self.conn.clone())
-            .await
-            .map(drop)
     }
 }
 
 #[async_trait]
 impl EventAcker for RedisAcker {
     async fn ack(&self) -> Result<()> {
-        self.xack().await.map_err(|e| self.error("the ack", &e))
+        self.entry
+            .xack()
+            .await
+            .map_err(|e| self.error("the ack", &e))
     }
 
     async fn nack(&self) -> Result<()> {
-        self.set_idle(NACK_IDLE_MS)
+        self.entry
+            .give_back()
             .await
             .map_err(|e| self.error("the nack", &e))?;
         if self.max_deliver.is_some_and(|max| self.delivered >= max) {
             self.logger.in_scope(|| {
                 tracing::warn!(
-                    stream = %self.key,
-                    id = %self.id,
+                    stream = %self.entry.key,
+                    id = %self.entry.id,
                     "event dropped: not acknowledged within its retry limit ({} deliveries)",
                     self.delivered
                 )
@@ -186,7 +160,7 @@ impl Feed {
                     },
                     () = due => {
                         if let Some(b) = &mut buffered {
-                            let _ = b.acker.set_idle(0).await;
+                            let _ = b.acker.entry.set_idle(0).await;
                             b.since = Instant::now();
                         }
                     }
@@ -197,9 +171,12 @@ impl Feed {
                 // By hand the consumer may have acked or nacked it already: leave it be (a
                 // reset of its idle time now could undo a nack).
                 if self.auto_ack
-                    && let Err(e) = b.acker.xack().await
+                    && let Err(e) = b.acker.entry.xack().await
                 {
-                    self.warn(&format!("auto-ack of entry {} failed: {e}", b.acker.id));
+                    self.warn(&format!(
+                        "auto-ack of entry {} failed: {e}",
+                        b.acker.entry.id
+                    ));
                 }
             }
             let taken = tokio::select! {
@@ -241,11 +218,13 @@ impl Feed {
                     .in_scope(|| tracing::info!(topic = %self.topic, "reading events works again"));
             }
             let acker = Arc::new(RedisAcker {
-                conn: self.conn.clone(),
-                key: self.key.clone(),
-                group: self.group.clone(),
-                consumer: self.consumer.clone(),
-                id: entry.id.clone(),
+                entry: StreamEntry {
+                    conn: self.conn.clone(),
+                    key: self.key.clone(),
+                    group: self.group.clone(),
+                    consumer: self.consumer.clone(),
+                    id: entry.id.clone(),
+                },
                 delivered,
                 max_deliver: self.max_deliver,
                 logger: self.logger.clone(),
@@ -254,13 +233,13 @@ impl Feed {
                 Ok(event) => event,
                 Err(reason) => {
                     skipped(&self.logger, &self.key, &entry.id, &reason);
-                    let _ = acker.xack().await;
+                    let _ = acker.entry.xack().await;
                     continue;
                 }
             };
             if tx.is_closed() {
                 // Dropped while reading: give it back to the group at once.
-                let _ = acker.set_idle(NACK_IDLE_MS).await;
+                let _ = acker.entry.give_back().await;
                 break 'run;
             }
             self.last = Some(entry.id.clone());
@@ -280,7 +259,7 @@ impl Feed {
         {
             // Whether the consumer took it before going away cannot be told: count it as
             // delivered, like every backend.
-            let _ = b.acker.xack().await;
+            let _ = b.acker.entry.xack().await;
         }
         if self.private {
             let destroyed = redis::cmd("XGROUP")
