@@ -8,6 +8,7 @@
 #[macro_use]
 mod option_struct;
 pub mod auth;
+pub mod backoff;
 pub use micro_catalog as catalog;
 pub mod broker;
 pub mod client;

@@ -23,6 +23,7 @@ mod queue;
 
 use crate::Connector;
 use futures::{FutureExt, StreamExt};
+use micro_core::backoff::Backoff;
 use micro_core::broker::{
     Acker, Broker, Delivery, Handler, Message, NoAck, SubscribeOptions, Subscriber, empty_topic,
 };
@@ -39,9 +40,6 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const ID: &str = "go.micro.broker.redis";
 /// The prefix of the stream key of a topic's queue groups.
 pub const QUEUE_PREFIX: &str = "micro:broker:";
-/// First and longest wait before subscribing again after the connection was lost.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `PUBLISH`, then `XADD` to the queue stream when it exists (a queue group listens).
 const PUBLISH_SCRIPT: &str = r"
@@ -185,7 +183,7 @@ async fn broadcast(
     logger: Logger,
 ) {
     let acker: Arc<dyn Acker> = Arc::new(NoAck);
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new();
     let mut lost = false;
     loop {
         let connection = match pubsub.take() {
@@ -201,23 +199,22 @@ async fn broadcast(
         };
         let connection = match connection {
             Ok(connection) => {
-                if lost {
+                if backoff.succeeded() || std::mem::take(&mut lost) {
                     logger.in_scope(|| tracing::info!(%topic, "subscribed again"));
                 }
-                backoff = MIN_BACKOFF;
                 connection
             }
             Err(e) => {
-                if backoff == MIN_BACKOFF {
+                let (first, wait) = backoff.failed();
+                if first {
                     logger.in_scope(|| {
                         tracing::warn!(%topic, "subscribing to Redis failed ({e}); trying again")
                     });
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = stop.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };

@@ -27,6 +27,7 @@ use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{self, AckKind, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
+use micro_core::backoff::Backoff;
 use micro_core::events::{Event, EventAcker};
 use micro_core::logger::Logger;
 use micro_core::{Error, Result};
@@ -38,9 +39,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long one pull request waits for a message.
 const PULL_WAIT: Duration = Duration::from_secs(5);
-/// First and longest wait before trying again after an error.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long deleting a private consumer may take when its task ends.
 const CLEANUP_WAIT: Duration = Duration::from_secs(5);
 
@@ -141,8 +139,7 @@ impl Feed {
     /// Feeds the consumer until it or the events are dropped.
     pub async fn run(mut self) {
         let mut buffered: Option<Buffered> = None;
-        let mut backoff = MIN_BACKOFF;
-        let mut failing = false;
+        let mut backoff = Backoff::new();
         // Half the ack wait: how often an event waiting in the channel gets more time.
         let refresh = (self.config.ack_wait / 2).max(Duration::from_millis(50));
         'run: loop {
@@ -184,20 +181,19 @@ impl Feed {
                 Ok(None) => continue,
                 Err(e) => {
                     drop(permit);
-                    if failing {
+                    let (first, wait) = backoff.failed();
+                    if first {
+                        self.warn(&format!("pulling events failed ({e}); trying again"));
+                    } else {
                         self.logger.in_scope(
                             || tracing::debug!(topic = %self.topic, "pull failed again: {e}"),
                         );
-                    } else {
-                        self.warn(&format!("pulling events failed ({e}); trying again"));
-                        failing = true;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = self.cancel.cancelled() => break 'run,
                         () = self.tx.closed() => break 'run,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     if let Err(e) = self.recover().await {
                         self.logger.in_scope(
                             || tracing::debug!(topic = %self.topic, "recovery failed: {e}"),
@@ -206,9 +202,7 @@ impl Feed {
                     continue;
                 }
             };
-            if failing {
-                failing = false;
-                backoff = MIN_BACKOFF;
+            if backoff.succeeded() {
                 self.logger
                     .in_scope(|| tracing::info!(topic = %self.topic, "pulling events works again"));
             }

@@ -9,8 +9,9 @@
 //! at once. A member stopped with a message in hand gives it back the same way. Errors (the
 //! server gone) are retried with a growing backoff; a group deleted meanwhile is made again.
 
-use super::{ID, MAX_BACKOFF, MIN_BACKOFF, call, envelope, queue_key};
+use super::{ID, call, envelope, queue_key};
 use crate::stream_entry::StreamEntry;
+use micro_core::backoff::Backoff;
 use micro_core::broker::{Acker, Delivery, Handler};
 use micro_core::logger::Logger;
 use micro_core::{Error, Result};
@@ -118,7 +119,7 @@ impl Group {
 
     /// Delivers the group's messages to `handler` until `stop`.
     pub async fn run(mut self, handler: Handler, stop: Arc<CancellationToken>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -127,22 +128,22 @@ impl Group {
             };
             let entry = match next {
                 Ok(Some(entry)) => {
-                    backoff = MIN_BACKOFF;
+                    backoff.succeeded();
                     entry
                 }
                 Ok(None) => continue,
                 Err(e) => {
-                    if backoff == MIN_BACKOFF {
+                    let (first, wait) = backoff.failed();
+                    if first {
                         self.logger.in_scope(|| {
                             tracing::warn!(topic = %self.topic, group = %self.group,
                                 "reading the queue group failed ({e}); trying again")
                         });
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = stop.cancelled() => break,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     let _ =
                         crate::events::create_group(&mut self.conn, &self.key, &self.group, "$")
                             .await;

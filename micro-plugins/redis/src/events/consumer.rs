@@ -24,6 +24,7 @@
 use super::{ID, codec};
 use crate::stream_entry::StreamEntry;
 use async_trait::async_trait;
+use micro_core::backoff::Backoff;
 use micro_core::events::{Event, EventAcker};
 use micro_core::logger::Logger;
 use micro_core::{Error, Result};
@@ -34,10 +35,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// First and longest wait before trying again after an error.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Logs an entry that is not a micro event and is skipped.
 pub(super) fn skipped(logger: &Logger, stream: &str, id: &str, reason: &str) {
@@ -140,8 +137,7 @@ impl Feed {
         let tx = self.tx.clone();
         let cancel = self.cancel.clone();
         let mut buffered: Option<Buffered> = None;
-        let mut backoff = MIN_BACKOFF;
-        let mut failing = false;
+        let mut backoff = Backoff::new();
         let refresh = (self.ack_wait / 2).max(Duration::from_millis(50));
         'run: loop {
             let permit = loop {
@@ -189,20 +185,19 @@ impl Feed {
                 Ok(None) => continue,
                 Err(e) => {
                     drop(permit);
-                    if failing {
+                    let (first, wait) = backoff.failed();
+                    if first {
+                        self.warn(&format!("reading events failed ({e}); trying again"));
+                    } else {
                         self.logger.in_scope(
                             || tracing::debug!(topic = %self.topic, "reading failed again: {e}"),
                         );
-                    } else {
-                        self.warn(&format!("reading events failed ({e}); trying again"));
-                        failing = true;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = cancel.cancelled() => break 'run,
                         () = tx.closed() => break 'run,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     if let Err(e) = self.recover().await {
                         self.logger.in_scope(
                             || tracing::debug!(topic = %self.topic, "recovery failed: {e}"),
@@ -211,9 +206,7 @@ impl Feed {
                     continue;
                 }
             };
-            if failing {
-                failing = false;
-                backoff = MIN_BACKOFF;
+            if backoff.succeeded() {
                 self.logger
                     .in_scope(|| tracing::info!(topic = %self.topic, "reading events works again"));
             }
