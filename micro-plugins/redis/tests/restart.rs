@@ -148,3 +148,41 @@ async fn a_group_consumer_resumes_after_a_server_restart() {
     let texts: Vec<&[u8]> = history.iter().map(|e| &e.payload[..]).collect();
     assert_eq!(texts, [&b"before"[..], &b"after"[..]], "nothing lost");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unacked_event_is_redelivered_after_a_server_restart() {
+    let mut server = Server::start();
+    server.ready().await;
+    let events = RedisEvents::new(&[server.address()]);
+    let options = ConsumeOptions::default()
+        .group("workers")
+        .offset(Offset::Earliest)
+        .auto_ack(false)
+        .ack_wait(Duration::from_secs(1));
+    let mut consumer = events.consume("jobs", options).await.unwrap();
+    publish(&events, "acked").await;
+    let acked = next(&mut consumer, "the event that is acked").await;
+    assert_eq!(&acked.payload[..], b"acked");
+    acked.ack().await.unwrap();
+    publish(&events, "unacked").await;
+    let unacked = next(&mut consumer, "the event left unacked").await;
+    assert_eq!(&unacked.payload[..], b"unacked");
+    let first_id = unacked.id.clone();
+
+    server.restart();
+    server.ready().await;
+    let again = next(&mut consumer, "the unacked event again").await;
+    assert_eq!(
+        &again.payload[..],
+        b"unacked",
+        "the unacked event comes back after ack_wait; the acked one does not"
+    );
+    assert_eq!(again.id, first_id, "the same event, not a copy");
+    again.ack().await.unwrap();
+    drop(unacked);
+
+    publish(&events, "after").await;
+    let after = next(&mut consumer, "the event after the restart").await;
+    assert_eq!(&after.payload[..], b"after");
+    after.ack().await.unwrap();
+}
