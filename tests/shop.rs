@@ -26,7 +26,7 @@ fn shop_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--example", "shop", "--offline", "--quiet"])
-        .args(cfg!(feature = "nats").then_some("--features=nats"))
+        .args(features())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");
@@ -37,6 +37,17 @@ fn shop_binary() -> PathBuf {
         .unwrap()
         .join("examples")
         .join("shop")
+}
+
+/// The `--features` of the example build: the plugins this test binary was built with.
+fn features() -> Option<String> {
+    let on = [
+        ("nats", cfg!(feature = "nats")),
+        ("redis", cfg!(feature = "redis")),
+        ("postgres", cfg!(feature = "postgres")),
+    ];
+    let names: Vec<&str> = on.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+    (!names.is_empty()).then(|| format!("--features={}", names.join(",")))
 }
 
 /// A running shop process, killed when dropped.
@@ -92,7 +103,8 @@ fn client(env: &[(String, String)]) -> micro::Service {
 }
 
 /// The suite, identical for both deployments; `via` is how orders reached inventory.
-async fn suite(env: &[(String, String)], via: &str) {
+/// Returns the id of the order it placed.
+async fn suite(env: &[(String, String)], via: &str) -> String {
     let service = client(env);
     let caller = service.caller();
     let (orders, inventory, notifications) = (
@@ -163,6 +175,7 @@ async fn suite(env: &[(String, String)], via: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    order.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,13 +192,91 @@ async fn shop_as_split_services() {
     split(&on_local(dir.path())).await;
 }
 
-/// The three services as three processes, then the suite.
-async fn split(env: &[(String, String)]) {
+/// The three services as three processes, then the suite; returns the order's id.
+async fn split(env: &[(String, String)]) -> String {
     let _procs: Vec<Running> = ["inventory", "notifications", "orders"]
         .iter()
         .map(|s| start(env, Some(s)))
         .collect();
-    suite(env, "network").await;
+    suite(env, "network").await
+}
+
+/// A store database (redis key prefix, postgres schema) of this test run alone.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn fresh_database() -> String {
+    format!("shop_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Runs `program args` and returns its standard output, failing the test on an error.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn output_of(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Split with `store: redis` (and the local registry): the stock and the order are in redis
+/// under `<database>:inventory:apple` and `<database>:orders:<id>`, as redis-cli shows.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_as_split_services_with_the_redis_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database();
+    let mut env = on_local(dir.path());
+    env.push(("MICRO_STORE".into(), "redis".into()));
+    env.push(("MICRO_STORE_ADDRESS".into(), "redis://127.0.0.1:6379".into()));
+    env.push(("MICRO_STORE_DATABASE".into(), database.clone()));
+    let id = split(&env).await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-h", "127.0.0.1", "-p", "6379", "--raw"];
+        all.extend_from_slice(args);
+        output_of("redis-cli", &all)
+    };
+    // The value is the store's record layout ("MKV" 0x01, expiry, metadata, then the value).
+    let stock = cli(&["GET", &format!("{database}:inventory:apple")]);
+    assert!(stock.trim_end().ends_with("{}7"), "apple: {stock:?}");
+    let order = cli(&["GET", &format!("{database}:orders:{id}")]);
+    assert!(order.contains("\"item\":\"apple\",\"qty\":3"), "order: {order:?}");
+    let keys = cli(&["--scan", "--pattern", &format!("{database}:*")]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort();
+    let expected_order = format!("{database}:orders:{id}");
+    let expected_stock = format!("{database}:inventory:apple");
+    assert_eq!(keys, [expected_stock.as_str(), expected_order.as_str()]);
+    cli(&["DEL", &expected_stock, &expected_order]);
+}
+
+/// Split with `store: postgres`: the stock and the order are rows of the tables
+/// `<database>.inventory` and `<database>.orders` (database = schema), as psql shows.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_as_split_services_with_the_postgres_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database();
+    let url = "postgres://postgres@127.0.0.1:5432/test";
+    let mut env = on_local(dir.path());
+    env.push(("MICRO_STORE".into(), "postgres".into()));
+    env.push(("MICRO_STORE_ADDRESS".into(), url.into()));
+    env.push(("MICRO_STORE_DATABASE".into(), database.clone()));
+    let id = split(&env).await;
+    let psql = |sql: &str| output_of("psql", &[url, "-X", "-A", "-t", "-c", sql]);
+    let stock = psql(&format!(
+        "SELECT key, convert_from(value, 'UTF8') FROM {database}.inventory ORDER BY key"
+    ));
+    assert_eq!(stock.trim(), "apple|7");
+    let order = psql(&format!(
+        "SELECT convert_from(value, 'UTF8')::jsonb ->> 'item', \
+         (convert_from(value, 'UTF8')::jsonb ->> 'qty') FROM {database}.orders WHERE key = '{id}'"
+    ));
+    assert_eq!(order.trim(), "apple|3");
+    psql(&format!("DROP SCHEMA {database} CASCADE"));
 }
 
 /// Split on NATS: registry and broker on a nats-server of the test's own (a spare port,

@@ -8,6 +8,11 @@
 //!
 //! In one process the typed clients call each other directly (no socket, no encoding, still
 //! through middleware and under deadlines); split, they find each other through the registry.
+//!
+//! Inventory and orders keep their data in the service's store (memory by default): run with
+//! `MICRO_STORE=redis` or `MICRO_STORE=postgres` (features `redis`, `postgres`) and the stock
+//! and the orders are in redis (`micro:inventory:apple`, `micro:orders:<id>`) or postgres
+//! (tables `micro.inventory`, `micro.orders`); see inventory.rs and orders.rs.
 
 mod api;
 mod inventory;
@@ -18,6 +23,9 @@ use api::{InventoryServer, NotificationsServer, OrdersServer};
 use micro::in_process::LocalServices;
 
 const ALL: [&str; 3] = ["inventory", "notifications", "orders"];
+
+/// Units of each item before any order (items not yet in inventory's store).
+const STARTING_STOCK: &[(&str, u32)] = &[("apple", 10), ("pear", 5)];
 
 /// Builds service `name` with the command line `args` and the process's in-process table.
 fn build(name: &str, args: &[String], table: &LocalServices) -> micro::Result<micro::Service> {
@@ -31,17 +39,19 @@ fn build(name: &str, args: &[String], table: &LocalServices) -> micro::Result<mi
             "Services to run here, comma-separated (default: all)",
         );
     let builder = match name {
-        "inventory" => builder.handler(InventoryServer::new(inventory::Stock::with(&[
-            ("apple", 10),
-            ("pear", 5),
-        ]))),
+        "inventory" => builder.handler_with_components(|_, components| {
+            let stock = inventory::Stock::new(components.store.clone(), STARTING_STOCK);
+            InventoryServer::new(stock)
+        }),
         "notifications" => {
             let outbox = notifications::Outbox::default();
             builder
                 .handler(NotificationsServer::new(outbox.clone()))
                 .subscriber(notifications::on_order_subscription(outbox))
         }
-        _ => builder.handler_with(|caller| OrdersServer::new(orders::Shop::new(caller))),
+        _ => builder.handler_with_components(|caller, components| {
+            OrdersServer::new(orders::Shop::new(caller, components.store.clone()))
+        }),
     };
     Ok(builder.build()?)
 }

@@ -9,7 +9,7 @@ use crate::config::{
 use crate::in_process::{Caller, LocalImpl, LocalServices};
 
 /// Makes handlers once the components exist (see [`ServiceBuilder::handler_with`]).
-type Deferred = Box<dyn FnOnce(&Caller) -> (Vec<LocalImpl>, Vec<Handler>)>;
+type Deferred = Box<dyn FnOnce(&Caller, &Components) -> (Vec<LocalImpl>, Vec<Handler>)>;
 use super::loggers::Loggers;
 use crate::logger::LogOutput;
 use crate::middleware::{Middleware, RpcLayer};
@@ -235,13 +235,24 @@ impl<P: PluginSource> ServiceBuilder<P> {
     /// Adds endpoints made once the service's components exist, from a [`Caller`] (the
     /// client, the in-process table and the call middleware): for handlers that call other
     /// services, e.g. `.handler_with(|caller| OrdersServer::new(Orders::new(caller.clone())))`.
-    pub fn handler_with<F, H>(mut self, make: F) -> Self
+    pub fn handler_with<F, H>(self, make: F) -> Self
     where
         F: FnOnce(&Caller) -> H + 'static,
         H: IntoHandlers,
     {
-        self.deferred.push(Box::new(move |caller| {
-            let handlers = make(caller);
+        self.handler_with_components(move |caller, _| make(caller))
+    }
+
+    /// Like [`handler_with`](Self::handler_with), with the service's built components too:
+    /// for handlers that keep data in the service's store or use its events or sync, e.g.
+    /// `.handler_with_components(|_, c| InventoryServer::new(Stock::new(c.store.clone())))`.
+    pub fn handler_with_components<F, H>(mut self, make: F) -> Self
+    where
+        F: FnOnce(&Caller, &Components) -> H + 'static,
+        H: IntoHandlers,
+    {
+        self.deferred.push(Box::new(move |caller, components| {
+            let handlers = make(caller, components);
             (handlers.local_impls(), handlers.into_handlers())
         }));
         self
@@ -450,7 +461,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             middleware: self.middleware.clone(),
         };
         for make in std::mem::take(&mut self.deferred) {
-            let (impls, handlers) = make(&caller);
+            let (impls, handlers) = make(&caller, &components);
             self.local_impls.extend(impls);
             self.handlers.extend(handlers);
         }
