@@ -231,7 +231,10 @@ async fn shop_as_split_services_with_the_redis_store() {
     let database = fresh_database();
     let mut env = on_local(dir.path());
     env.push(("MICRO_STORE".into(), "redis".into()));
-    env.push(("MICRO_STORE_ADDRESS".into(), "redis://127.0.0.1:6379".into()));
+    env.push((
+        "MICRO_STORE_ADDRESS".into(),
+        "redis://127.0.0.1:6379".into(),
+    ));
     env.push(("MICRO_STORE_DATABASE".into(), database.clone()));
     let id = split(&env).await;
     let cli = |args: &[&str]| {
@@ -243,7 +246,10 @@ async fn shop_as_split_services_with_the_redis_store() {
     let stock = cli(&["GET", &format!("{database}:inventory:apple")]);
     assert!(stock.trim_end().ends_with("{}7"), "apple: {stock:?}");
     let order = cli(&["GET", &format!("{database}:orders:{id}")]);
-    assert!(order.contains("\"item\":\"apple\",\"qty\":3"), "order: {order:?}");
+    assert!(
+        order.contains("\"item\":\"apple\",\"qty\":3"),
+        "order: {order:?}"
+    );
     let keys = cli(&["--scan", "--pattern", &format!("{database}:*")]);
     let mut keys: Vec<&str> = keys.lines().collect();
     keys.sort();

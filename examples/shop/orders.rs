@@ -41,7 +41,9 @@ impl Shop {
         let json = serde_json::to_vec(order)
             .map_err(|e| Error::internal("orders", format!("encoding the order: {e}")))?;
         let options = WriteOptions::default().scope(Scope::new("", TABLE));
-        store.write(Record::new(order.id.clone(), json), options).await
+        store
+            .write(Record::new(order.id.clone(), json), options)
+            .await
     }
 }
 

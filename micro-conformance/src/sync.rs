@@ -230,11 +230,21 @@ pub async fn check_leader_resign(sync: Arc<dyn Sync>) {
         "{check}: second candidate must wait while the first lives"
     );
     assert!(first.is_leader(), "{check}: a live leader keeps its lease");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), first.lost())
+            .await
+            .is_err(),
+        "{check}: lost() must not resolve while leading"
+    );
     first
         .resign()
         .await
         .unwrap_or_else(|e| panic!("{check}: resign: {e}"));
     assert!(!first.is_leader(), "{check}: not leader after resigning");
+    assert!(
+        tokio::time::timeout(DEADLINE, first.lost()).await.is_ok(),
+        "{check}: lost() resolves after resigning"
+    );
     let second = match within(check, "the second candidate leading", second).await {
         Ok(Ok(leader)) => leader,
         other => panic!(

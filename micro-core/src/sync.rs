@@ -34,6 +34,15 @@ pub trait Leader: Send + std::marker::Sync {
     fn is_leader(&self) -> bool;
     /// Gives up leadership so another candidate can take it.
     async fn resign(&self) -> Result<()>;
+    /// Resolves once this process no longer leads (it resigned, or its lease lapsed or was
+    /// taken over), at once if it already does not: a leader awaits it to stop its
+    /// leader-only work. The default checks [`is_leader`](Self::is_leader) every 100 ms;
+    /// backends with a renewal loop signal the moment it fails.
+    async fn lost(&self) {
+        while self.is_leader() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// A coordination backend.

@@ -390,14 +390,6 @@ impl std::fmt::Debug for RedisLeader {
 }
 
 impl RedisLeader {
-    /// Resolves once leadership is lost (the lease lapsed or was taken over) or given up;
-    /// at once if it already is.
-    pub async fn lost(&self) {
-        let mut watch = self.watch.clone();
-        // An error means the renewal task is gone, which only happens after losing.
-        let _ = watch.wait_for(|leading| !leading).await;
-    }
-
     /// A receiver that turns `false` when leadership is lost or given up.
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.watch.clone()
@@ -428,6 +420,14 @@ impl Leader for RedisLeader {
         let what = format!("resign from election {:?}", self.id);
         self.inner.release(&self.key, &self.token, &what).await?;
         Ok(())
+    }
+
+    /// Resolves the moment the renewal loop finds the lease lapsed or taken over, or on
+    /// resigning; at once if already so.
+    async fn lost(&self) {
+        let mut watch = self.watch.clone();
+        // An error means the renewal task is gone, which only happens after losing.
+        let _ = watch.wait_for(|leading| !leading).await;
     }
 }
 
