@@ -1,10 +1,13 @@
-//! The `micro` command. Its commands (call, list, get, publish, health, new; api, web, proxy)
-//! are not written yet; until then it says so instead of doing nothing.
+//! The `micro` command: a thin layer over [`micro_cli::run`].
 
-fn main() {
-    eprintln!(
-        "micro: the command-line tool is not built yet (commands call, list, get, publish, \
-         health, new, api, web and proxy are planned); see README.md for what works today"
-    );
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut io = micro_cli::Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    let status = micro_cli::run(args, &mut io).await;
+    std::process::ExitCode::from(u8::try_from(status).unwrap_or(1))
 }

@@ -9,6 +9,6 @@ mod schema;
 mod yaml;
 
 pub use app::{AppConfig, ConfigWatch};
-pub use flags::{AppFlag, Flags, Naming};
+pub use flags::{AppFlag, Flags, Naming, split_args};
 pub use loader::{Loaded, Outcome, Sources, load};
 pub use schema::{Schema, SectionSchema};

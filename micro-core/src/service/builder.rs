@@ -386,6 +386,14 @@ impl<P: PluginSource> ServiceBuilder<P> {
         }
     }
 
+    /// Splits `args` (the program name first) into this service's flags, with their values,
+    /// and the rest, each led by the program name: for a program with arguments of its own
+    /// among the component flags. Give the first part to [`args`](Self::args).
+    pub fn split_args(&self, args: &[String]) -> (Vec<String>, Vec<String>) {
+        let naming = config::Naming::new(self.arg_prefix.as_deref());
+        config::split_args(&self.schema(), &naming, &self.app_flags, args)
+    }
+
     /// The effective configuration as YAML, without building anything.
     pub fn effective_config(&self) -> std::result::Result<String, ConfigError> {
         match config::load(self.schema(), &self.sources())? {

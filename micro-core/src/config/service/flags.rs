@@ -298,6 +298,71 @@ pub(crate) fn parse_args(
     Ok(parsed)
 }
 
+/// Splits a command line (`args[0]` is the program name) into the flags of `schema` and the
+/// application, with their values, and everything else, each led by the program name: for a
+/// program whose own arguments mix with the component flags (`micro --registry nats list
+/// services`, `micro list services --registry=nats`). `--help`, `--version` and whatever
+/// follows `--` stay with the rest.
+pub fn split_args(
+    schema: &Schema,
+    naming: &Naming,
+    app_flags: &[AppFlag],
+    args: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let targets = targets(schema, app_flags);
+    let program = args.first().cloned().unwrap_or_default();
+    let (mut ours, mut rest) = (vec![program.clone()], vec![program]);
+    let mut iter = args.iter().skip(1).peekable();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            rest.push(arg.clone());
+            rest.extend(iter.by_ref().cloned());
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            rest.push(arg.clone());
+            continue;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (body, false),
+        };
+        let target = targets
+            .get(name)
+            .filter(|t| matches!(t, Target::App(_)))
+            .or_else(|| {
+                name.strip_prefix(&naming.flag_prefix)
+                    .and_then(|n| targets.get(n))
+                    .filter(|t| !matches!(t, Target::App(_)))
+            });
+        let Some(target) = target else {
+            rest.push(arg.clone());
+            continue;
+        };
+        ours.push(arg.clone());
+        if inline {
+            continue;
+        }
+        let is_switch = match target {
+            Target::Option { kind, .. } => *kind == OptionKind::Bool,
+            Target::App(flag) => !flag.takes_value,
+            Target::Dump => true,
+            Target::Config => false,
+        };
+        let takes_next = match iter.peek() {
+            Some(next) if is_switch => {
+                matches!(next.to_ascii_lowercase().as_str(), "true" | "false")
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if takes_next {
+            ours.extend(iter.next().cloned());
+        }
+    }
+    (ours, rest)
+}
+
 /// Reads the env vars named after the flags; unrelated variables are ignored.
 pub(crate) fn parse_env(
     schema: &Schema,
@@ -421,6 +486,49 @@ mod tests {
         let bare = Naming::new(Some(""));
         assert_eq!(bare.flag("registry"), "--registry");
         assert_eq!(bare.env("registry"), "REGISTRY");
+    }
+
+    #[test]
+    fn split_args_takes_the_component_flags_and_their_values() {
+        let args: Vec<String> = [
+            "micro",
+            "--registry",
+            "nats",
+            "list",
+            "--client_retries=2",
+            "services",
+            "--server_enabled",
+            "--output",
+            "raw",
+            "--",
+            "--registry",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let (ours, rest) = split_args(&Schema::core(), &Naming::new(None), &[], &args);
+        assert_eq!(
+            ours,
+            [
+                "micro",
+                "--registry",
+                "nats",
+                "--client_retries=2",
+                "--server_enabled"
+            ]
+        );
+        assert_eq!(
+            rest,
+            [
+                "micro",
+                "list",
+                "services",
+                "--output",
+                "raw",
+                "--",
+                "--registry"
+            ]
+        );
     }
 
     #[test]
