@@ -330,7 +330,7 @@ fn flag_lines(field: &Shape, prefix: &str, out: &mut String) {
 }
 
 /// `SayHello` → `say-hello`.
-fn kebab(name: &str) -> String {
+pub fn kebab(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
         if c.is_uppercase() && i > 0 {

@@ -9,6 +9,8 @@
 pub mod commands;
 pub mod dynamic;
 pub mod format;
+pub mod interactive;
+pub mod new;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use commands::{CallSpec, Commands, ID, parse_json, parse_service};
@@ -82,6 +84,11 @@ pub enum Command {
         /// The service record as JSON (read from stdin when not given).
         record: Option<String>,
     },
+    /// The interactive mode: these commands at a prompt, with history and completion.
+    Cli,
+    /// Generate a service crate: `micro new greeter [--type service|function|api|web]
+    /// [--plugin registry=nats:broker=nats] [--proto]`.
+    New(new::NewArgs),
     /// A service of the registry as a command (see below).
     #[command(external_subcommand)]
     Dynamic(Vec<String>),
@@ -180,6 +187,12 @@ pub async fn run(args: Vec<String>, io: &mut Io<'_>) -> i32 {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e, io),
     };
+    if let Command::New(args) = &cli.command {
+        return match new_project(args, io) {
+            Ok(()) => 0,
+            Err(e) => fail(&e, io),
+        };
+    }
     let service = match builder.args(component_args).try_build() {
         Ok(Built::Service(service)) => service,
         Ok(_) => return 0,
@@ -196,6 +209,15 @@ pub async fn run(args: Vec<String>, io: &mut Io<'_>) -> i32 {
         Ok(commands) => commands,
         Err(e) => return fail(&e, io),
     };
+    if matches!(cli.command, Command::Cli) {
+        let runtime = tokio::runtime::Handle::current();
+        let prompt = tokio::task::spawn_blocking(move || interactive::run(commands, runtime));
+        return match prompt.await {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => fail(&Error::internal(ID, format!("the prompt failed: {e}")), io),
+            Err(e) => fail(&Error::internal(ID, format!("the prompt failed: {e}")), io),
+        };
+    }
     match execute(&commands, cli.command, io).await {
         Ok(()) => 0,
         Err(e) => fail(&e, io),
@@ -330,8 +352,33 @@ pub async fn execute(commands: &Commands, command: Command, io: &mut Io<'_>) -> 
             writeln!(io.out, "ok").map_err(write_error)?;
         }
         Command::Dynamic(words) => run_dynamic(commands, &words, io).await?,
+        Command::New(args) => new_project(&args, io)?,
+        Command::Cli => {
+            return Err(Error::bad_request(
+                ID,
+                "the interactive mode runs from `micro cli`",
+            ));
+        }
     }
     Ok(())
+}
+
+/// Generates a project in the current directory and says what it wrote and what to run.
+fn new_project(args: &new::NewArgs, io: &mut Io<'_>) -> Result<()> {
+    let here = std::env::current_dir()
+        .map_err(|e| Error::internal(ID, format!("the current directory: {e}")))?;
+    let generated = new::generate(args, &here)?;
+    let mut text = format!(
+        "Creating service {} in {}\n\n",
+        args.name,
+        generated.dir.display()
+    );
+    for file in &generated.files {
+        text.push_str(&format!("  {file}\n"));
+    }
+    text.push('\n');
+    text.push_str(&generated.next_steps);
+    write!(io.out, "{text}").map_err(|e| Error::internal(ID, format!("writing the answer: {e}")))
 }
 
 fn spec(args: &CallArgs) -> CallSpec {

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut io = micro_cli::Io {
         out: &mut out,
         err: &mut err,
