@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 10] = [
+        let features: [(&str, bool); 11] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -38,6 +38,7 @@ pub mod __private {
             ("nats", cfg!(feature = "nats")),
             ("postgres", cfg!(feature = "postgres")),
             ("redis", cfg!(feature = "redis")),
+            ("zap", cfg!(feature = "zap")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -87,6 +88,9 @@ pub use micro_redis as redis;
 pub use micro_selector as cache_selector;
 #[cfg(feature = "tcp")]
 pub use micro_tcp as tcp;
+/// The zap (JSON lines) log format: crate `micro-zap`, feature `zap`.
+#[cfg(feature = "zap")]
+pub use micro_zap as zap;
 
 /// Every plugin compiled into this build by Cargo features. Add your own with
 /// [`Plugins::add`] or [`ServiceBuilder::plugins`].
@@ -113,6 +117,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_postgres::plugins());
     #[cfg(feature = "redis")]
     plugins.extend(micro_redis::plugins());
+    #[cfg(feature = "zap")]
+    plugins.extend(micro_zap::plugins());
     plugins
 }
 

@@ -192,8 +192,8 @@ plugins! {
     Server "grpc" => "grpc" Planned,
     Logger "default" => "" Available,
     Logger "text" => "" Available,
-    Logger "zap" => "zap" Planned,
-    Logger "json" => "zap" Planned,
+    Logger "zap" => "zap" Available,
+    Logger "json" => "zap" Available,
 }
 
 /// The plugin of `section` named `name`, if micro ships or plans one.
