@@ -5,8 +5,10 @@
 //! [`Gateway::router`] is a plain `axum::Router`, so it can be served by `micro api` or
 //! mounted in an application's own axum server. See the crate README for every handler.
 
+mod proxy;
 pub mod resolver;
 mod rpc;
+mod stream;
 
 use crate::commands::Commands;
 use axum::Router;
@@ -33,6 +35,12 @@ pub enum HandlerKind {
     Api,
     /// Publishes the request as an event on `namespace.<first segment>`.
     Event,
+    /// A reverse proxy to a node of the service the first path segment names.
+    Http,
+    /// The same as `http`.
+    Proxy,
+    /// `http` plus websocket upgrades passed through.
+    Web,
 }
 
 /// The gateway's options: flags `--address` ... and env `MICRO_API_*`.
@@ -105,6 +113,8 @@ struct Inner {
     options: ApiOptions,
     commands: Commands,
     auth: Arc<dyn AuthHook>,
+    proxy: proxy::ProxyClient,
+    next_node: std::sync::atomic::AtomicUsize,
 }
 
 impl Gateway {
@@ -120,6 +130,8 @@ impl Gateway {
                 options,
                 commands,
                 auth,
+                proxy: proxy::client(),
+                next_node: Default::default(),
             }),
         }
     }
@@ -131,6 +143,30 @@ impl Gateway {
 
     pub(crate) fn commands(&self) -> &Commands {
         &self.inner.commands
+    }
+
+    fn proxy_client(&self) -> &proxy::ProxyClient {
+        &self.inner.proxy
+    }
+
+    /// The address of a node of `service`, taking them in turn.
+    async fn pick_node(&self, service: &str) -> Result<String, Error> {
+        let versions = self.inner.commands.get_service(service).await?;
+        let nodes: Vec<&String> = versions
+            .iter()
+            .flat_map(|v| v.nodes.iter().map(|n| &n.address))
+            .collect();
+        if nodes.is_empty() {
+            return Err(Error::unavailable(
+                ID,
+                format!("service {service} has no nodes"),
+            ));
+        }
+        let turn = self
+            .inner
+            .next_node
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(nodes[turn % nodes.len()].clone())
     }
 
     /// The routes: `GET /` (the version), `POST /rpc` with `enable_rpc`, everything else
@@ -191,6 +227,8 @@ async fn dispatch(State(gateway): State<Gateway>, request: Request) -> Response 
         HandlerKind::Meta => rpc::meta(&gateway, request).await,
         HandlerKind::Api => rpc::api(&gateway, request).await,
         HandlerKind::Event => rpc::event(&gateway, request).await,
+        HandlerKind::Http | HandlerKind::Proxy => Ok(proxy::proxy(&gateway, request, false).await),
+        HandlerKind::Web => Ok(proxy::proxy(&gateway, request, true).await),
     };
     result.unwrap_or_else(|e| error_response(&e))
 }

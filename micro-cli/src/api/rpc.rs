@@ -5,7 +5,8 @@ use super::resolver::{ID, Route, segments};
 use super::{Gateway, error_response, read_body};
 use crate::commands::CallSpec;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use micro::client::Request as CallRequest;
@@ -25,11 +26,18 @@ const NOT_METADATA: [&str; 9] = [
     "te",
 ];
 
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// The request's headers as call metadata (repeated headers joined with `,`).
 fn metadata(headers: &HeaderMap) -> Context {
     let mut ctx = Context::new();
     for name in headers.keys() {
-        if NOT_METADATA.contains(&name.as_str()) {
+        if NOT_METADATA.contains(&name.as_str()) || name.as_str().starts_with("sec-websocket") {
             continue;
         }
         let values: Vec<&str> = headers
@@ -160,7 +168,16 @@ pub(super) async fn rpc(gateway: &Gateway, request: Request) -> Result<Response,
 }
 
 async fn rpc_to(gateway: &Gateway, route: &Route, request: Request) -> Result<Response, Error> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if is_websocket(&parts.headers) {
+        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| Error::bad_request(ID, format!("the websocket upgrade: {e}")))?;
+        let (gateway, route, ctx) = (gateway.clone(), route.clone(), metadata(&parts.headers));
+        return Ok(
+            upgrade.on_upgrade(move |socket| super::stream::bridge(socket, gateway, route, ctx))
+        );
+    }
     let body = read_body(body, gateway.options().max_body).await?;
     let (content_type, body) = call_body(&parts.method, parts.uri.query(), &parts.headers, body)?;
     call(gateway, route, content_type, body, metadata(&parts.headers)).await
