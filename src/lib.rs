@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 10] = [
+        let features: [(&str, bool); 11] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -38,6 +38,7 @@ pub mod __private {
             ("nats", cfg!(feature = "nats")),
             ("postgres", cfg!(feature = "postgres")),
             ("redis", cfg!(feature = "redis")),
+            ("etcd", cfg!(feature = "etcd")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -65,6 +66,8 @@ pub mod __private {
     }
 }
 
+#[cfg(feature = "etcd")]
+pub use micro_etcd as etcd;
 #[cfg(feature = "file")]
 pub use micro_file as file;
 #[cfg(feature = "http")]
@@ -113,6 +116,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_postgres::plugins());
     #[cfg(feature = "redis")]
     plugins.extend(micro_redis::plugins());
+    #[cfg(feature = "etcd")]
+    plugins.extend(micro_etcd::plugins());
     plugins
 }
 
