@@ -184,10 +184,12 @@ impl Connector {
         use etcd_client::Error as E;
         let unreachable = match e {
             E::TransportError(_) | E::IoError(_) => true,
-            E::GRpcStatus(status) => matches!(
-                status.code() as i32,
-                grpc::UNAVAILABLE | grpc::DEADLINE_EXCEEDED | grpc::CANCELLED
-            ),
+            E::GRpcStatus(status) => {
+                matches!(
+                    status.code() as i32,
+                    grpc::UNAVAILABLE | grpc::DEADLINE_EXCEEDED | grpc::CANCELLED
+                ) || (status.code() as i32 == grpc::UNKNOWN && from_io(status))
+            }
             _ => false,
         };
         if unreachable {
@@ -233,9 +235,23 @@ impl Connector {
     }
 }
 
+/// Whether a status came from a broken connection: tonic reports a connection that breaks
+/// under a request as `Unknown` "transport error", with the I/O error as a source.
+fn from_io(status: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = status.source();
+    while let Some(e) = source {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The gRPC status codes looked at (etcd-client does not re-export tonic's `Code`).
 mod grpc {
     pub const CANCELLED: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
     pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const PERMISSION_DENIED: i32 = 7;
     pub const UNAVAILABLE: i32 = 14;
