@@ -136,6 +136,34 @@ impl KeptAlive {
         self.task.abort();
         self.state.lose();
     }
+
+    /// A handle that does [`KeptAlive::stop`] from elsewhere (a task that finds what the
+    /// lease was for gone).
+    pub(crate) fn stopper(&self) -> Stopper {
+        Stopper {
+            state: self.state.clone(),
+            task: self.task.abort_handle(),
+        }
+    }
+}
+
+/// Stops a [`KeptAlive`] and marks its lease lost, from another task.
+pub(crate) struct Stopper {
+    state: Arc<State>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Stopper {
+    /// As [`KeptAlive::stop`].
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+        self.state.lose();
+    }
+
+    /// Whether the lease is lost or given up already.
+    pub(crate) fn stopped(&self) -> bool {
+        !*self.state.alive.borrow()
+    }
 }
 
 impl Drop for KeptAlive {

@@ -19,7 +19,8 @@
 //! Leader election `id` uses etcd's Election API on `<prefix>leader/<id>`: `Campaign` with a
 //! lease of the leader TTL, kept alive by a task from the start of the campaign for as long
 //! as the [`EtcdLeader`] lives. Leadership is lost when etcd answers that the lease is gone
-//! (revoked or expired) or when no keep-alive got through within the lease;
+//! (revoked or expired), when no keep-alive got through within the lease, or when a watch
+//! of the election key sees it deleted behind the leader's back;
 //! [`EtcdLeader::lost`] resolves then and `is_leader` turns false. `resign` resigns through
 //! the Election API and revokes the lease; dropping the leader only stops the keep-alives,
 //! so the lease lapses after its TTL and a waiting candidate takes over.

@@ -54,7 +54,7 @@ async fn the_token_is_the_key_etcd_made_and_unlock_deletes_it() {
         key.starts_with(&format!("{}/", sync.lock_name(&id))),
         "{key}"
     );
-    assert_eq!(lock_keys(&sync, &id).await, [key.clone()]);
+    assert_eq!(lock_keys(&sync, &id).await, std::slice::from_ref(&key));
     sync.unlock(&id).await.unwrap();
     assert!(lock_keys(&sync, &id).await.is_empty());
 }
@@ -80,7 +80,7 @@ async fn a_stale_token_cannot_unlock_the_next_holder() {
     assert_eq!(stale.code, 404, "{stale}");
     assert_eq!(
         lock_keys(&second, &id).await,
-        [holder_key.clone()],
+        std::slice::from_ref(&holder_key),
         "the holder's key stays"
     );
     let busy = first
@@ -175,6 +175,28 @@ async fn a_leader_whose_lease_is_revoked_is_told() {
         Some(next.key_str())
     );
     next.resign().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_leader_whose_key_is_deleted_is_told() {
+    let id = unique("election-deleted");
+    let sync = fresh();
+    let leader = sync
+        .elect(&id, LeaderOptions::default().ttl(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(leader.is_leader());
+    // Someone deletes the election key, leaving the lease alive.
+    let mut client = raw().await;
+    client.delete(leader.key_str(), None).await.unwrap();
+    tokio::time::timeout(DEADLINE, leader.lost())
+        .await
+        .expect("the loss of leadership is signalled");
+    assert!(!leader.is_leader());
+    // The lease was kept by nobody's choice: resigning revokes it.
+    leader.resign().await.unwrap();
+    let leases = client.leases().await.unwrap();
+    assert!(!leases.leases().iter().any(|l| l.id() == leader.lease()));
 }
 
 #[tokio::test]

@@ -1,14 +1,16 @@
 //! Leader election on etcd's Election API: the campaign and the [`EtcdLeader`] it gives.
 
 use super::{ID, Inner};
-use crate::lease::{self, KeptAlive};
+use crate::lease::{self, KeptAlive, Stopper};
 use async_trait::async_trait;
-use etcd_client::{LeaderKey, ResignOptions};
+use etcd_client::{EventType, LeaderKey, ResignOptions, WatchOptions};
+use micro_core::backoff::Backoff;
 use micro_core::sync::Leader;
 use micro_core::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Campaigns in election `id` with a lease of `ttl` until elected.
@@ -53,16 +55,66 @@ pub(super) async fn campaign(inner: Arc<Inner>, id: &str, ttl: Duration) -> Resu
             && lease::refresh(connector, granted.id, &what).await?
         {
             kept.alive_until(asked + granted.ttl);
+            let guard = tokio::spawn(guard(
+                client.clone(),
+                key.key().to_vec(),
+                key.rev(),
+                kept.stopper(),
+            ));
             return Ok(EtcdLeader {
                 id: id.to_string(),
                 key,
                 lease: granted.id,
                 inner,
                 kept,
+                guard,
             });
         }
         kept.stop();
         let _ = lease::revoke(connector, granted.id, &what).await;
+    }
+}
+
+/// Stops leadership when the election key (made at revision `created`) is deleted or made
+/// anew behind the leader's back while its lease lives on; that etcd is reachable at all is
+/// the keep-alives' concern.
+async fn guard(mut client: etcd_client::Client, key: Vec<u8>, created: i64, stopper: Stopper) {
+    let mut from = created + 1;
+    let mut backoff = Backoff::new();
+    while !stopper.stopped() {
+        let options = WatchOptions::new().with_start_revision(from);
+        if let Ok(mut stream) = client.watch(key.clone(), Some(options)).await {
+            // Until the watch breaks or is cancelled (its revision compacted away).
+            while let Ok(Some(response)) = stream.message().await {
+                if response.canceled() {
+                    break;
+                }
+                backoff.succeeded();
+                for event in response.events() {
+                    if event.event_type() == EventType::Delete {
+                        stopper.stop();
+                        return;
+                    }
+                    if let Some(kv) = event.kv() {
+                        from = kv.mod_revision() + 1;
+                    }
+                }
+            }
+        }
+        // Look at the key itself before watching again.
+        if let Ok(got) = client.get(key.clone(), None).await {
+            match got.kvs().first() {
+                Some(kv) if kv.create_revision() == created => {
+                    from = got.header().map_or(from, |h| h.revision() + 1);
+                }
+                _ => {
+                    stopper.stop();
+                    return;
+                }
+            }
+        }
+        let (_, wait) = backoff.failed();
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -73,6 +125,15 @@ pub struct EtcdLeader {
     lease: i64,
     inner: Arc<Inner>,
     kept: KeptAlive,
+    /// Watches the election key (see [`guard`]).
+    guard: JoinHandle<()>,
+}
+
+impl Drop for EtcdLeader {
+    fn drop(&mut self) {
+        // Like a process dying: the lease is left to lapse (the keep-alives stop with `kept`).
+        self.guard.abort();
+    }
 }
 
 impl std::fmt::Debug for EtcdLeader {
@@ -87,7 +148,7 @@ impl std::fmt::Debug for EtcdLeader {
 
 impl EtcdLeader {
     /// Resolves once leadership is lost (the lease was revoked, expired, or could not be
-    /// kept alive) or given up; at once if it already is.
+    /// kept alive, or the election key was deleted) or given up; at once if it already is.
     pub async fn lost(&self) {
         self.kept.lost().await;
     }
@@ -119,6 +180,7 @@ impl Leader for EtcdLeader {
     }
 
     async fn resign(&self) -> Result<()> {
+        self.guard.abort();
         self.kept.stop();
         let what = format!("resign from election {:?}", self.id);
         let connector = &self.inner.connector;
