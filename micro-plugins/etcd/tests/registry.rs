@@ -9,10 +9,12 @@ mod common;
 use common::{connector, raw};
 use futures::StreamExt;
 use micro_conformance::support::{DEADLINE, eventually, unique};
+use micro_core::config::LoggerConfig;
+use micro_core::logger::{LogOutput, Logger};
 use micro_core::registry::{Action, Node, RegisterOptions, Registry, Service, WatchOptions};
 use micro_etcd::EtcdRegistry;
 use micro_etcd::key::node_key;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn fresh() -> EtcdRegistry {
@@ -102,8 +104,14 @@ async fn odd_names_stay_in_their_own_keys() {
 }
 
 #[tokio::test]
-async fn malformed_records_are_skipped_and_others_still_read() {
-    let registry = isolated();
+async fn malformed_records_are_skipped_with_a_warning_naming_the_key() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let dispatch = micro_core::service::loggers::text_dispatch(
+        &LoggerConfig::default(),
+        tracing::level_filters::LevelFilter::WARN,
+        LogOutput::buffer(lines.clone()),
+    );
+    let registry = isolated().with_logger(Logger::new("registry", dispatch));
     let name = unique("malformed");
     let mut watcher = registry.watch(WatchOptions::default()).await.unwrap();
     let mut client = raw().await;
@@ -145,6 +153,14 @@ async fn malformed_records_are_skipped_and_others_still_read() {
         .expect("no error");
     assert_eq!(event.action, Action::Create);
     assert_eq!(event.service.nodes[0].id, "good");
+    let logged = String::from_utf8_lossy(&lines.lock().unwrap()).into_owned();
+    for key in ["garbage", "wrong-key", "a"] {
+        let key = format!("{prefix}{name}/{key}");
+        assert!(
+            logged.contains(&format!("malformed record under etcd key {key}:")),
+            "{key} not named in {logged}"
+        );
+    }
     client
         .delete(
             prefix.as_str(),
