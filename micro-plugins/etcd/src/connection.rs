@@ -22,6 +22,13 @@ pub struct Settings {
     pub username: String,
     /// The user's password.
     pub password: String,
+    /// PEM file of the CA that signed etcd's certificate; empty = the system's roots. Setting
+    /// it (or any `tls_*` file, or giving an `https://` address) turns TLS on.
+    pub tls_ca_file: String,
+    /// PEM file of this client's certificate, for etcd's `--client-cert-auth`.
+    pub tls_cert_file: String,
+    /// PEM file of the key of `tls_cert_file`.
+    pub tls_key_file: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -34,6 +41,9 @@ impl std::fmt::Debug for Settings {
                 "password",
                 &if self.password.is_empty() { "" } else { "***" },
             )
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -42,6 +52,8 @@ impl std::fmt::Debug for Settings {
 pub struct Connector {
     endpoints: Vec<String>,
     settings: Settings,
+    /// The TLS settings, when TLS is on.
+    tls: Option<etcd_client::TlsOptions>,
     /// What the connection is for (`registry`, `sync`): named in errors.
     purpose: String,
     client: OnceCell<etcd_client::Client>,
@@ -57,54 +69,65 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A connector for the component `purpose`. Addresses may be comma-separated; an
-    /// `https://` one is refused (this build has no TLS, see the README), as is an address
-    /// with another scheme.
+    /// A connector for the component `purpose`. Addresses may be comma-separated, each
+    /// `host:port`, `http://host:port` or `https://host:port`. TLS is on when an address is
+    /// `https://` or a `tls_*` file is given; then every address is `https://` (a bare
+    /// `host:port` becomes one) and the PEM files are read now, so a missing one is an error
+    /// at once, naming the option.
     pub fn new(settings: Settings, purpose: &str) -> Result<Self> {
-        let mut endpoints = Vec::new();
-        for address in settings
+        let bad = |detail: String| Error::bad_request("go.micro.etcd", detail);
+        let addresses: Vec<&str> = settings
             .addresses
             .iter()
             .flat_map(|a| a.split(','))
             .map(str::trim)
             .filter(|a| !a.is_empty())
-        {
-            let endpoint = if let Some(rest) = address.strip_prefix("http://") {
-                format!("http://{rest}")
-            } else if address.starts_with("https://") {
-                return Err(Error::bad_request(
-                    "go.micro.etcd",
-                    format!(
-                        "{purpose}: {address} asks for TLS, which the etcd plugin does not \
-                         support yet; give an http:// (or host:port) address in \
-                         {purpose}.addresses"
-                    ),
-                ));
+            .collect();
+        let tls_on = addresses.iter().any(|a| a.starts_with("https://"))
+            || !settings.tls_ca_file.is_empty()
+            || !settings.tls_cert_file.is_empty()
+            || !settings.tls_key_file.is_empty();
+        let mut endpoints = Vec::new();
+        for address in addresses {
+            let endpoint = if address.starts_with("https://") {
+                address.to_string()
+            } else if address.starts_with("http://") {
+                if tls_on {
+                    return Err(bad(format!(
+                        "{purpose}: {address} is plain http, but TLS is on (an https:// \
+                         address or a {purpose}.tls_* file); give https:// or host:port \
+                         addresses in {purpose}.addresses"
+                    )));
+                }
+                address.to_string()
             } else if address.contains("://") {
-                return Err(Error::bad_request(
-                    "go.micro.etcd",
-                    format!(
-                        "{purpose}: {address} is not an etcd address; give host:port or \
-                         http://host:port in {purpose}.addresses"
-                    ),
-                ));
+                return Err(bad(format!(
+                    "{purpose}: {address} is not an etcd address; give host:port, \
+                     http://host:port or https://host:port in {purpose}.addresses"
+                )));
+            } else if tls_on {
+                format!("https://{address}")
             } else {
                 format!("http://{address}")
             };
             endpoints.push(endpoint);
         }
         if endpoints.is_empty() {
-            endpoints.push(format!("http://{DEFAULT_ADDRESS}"));
+            let scheme = if tls_on { "https" } else { "http" };
+            endpoints.push(format!("{scheme}://{DEFAULT_ADDRESS}"));
         }
         if settings.timeout.is_zero() {
-            return Err(Error::bad_request(
-                "go.micro.etcd",
-                format!("{purpose}.timeout must be longer than zero"),
-            ));
+            return Err(bad(format!("{purpose}.timeout must be longer than zero")));
         }
+        let tls = if tls_on {
+            Some(tls_options(&settings, purpose)?)
+        } else {
+            None
+        };
         Ok(Connector {
             endpoints,
             settings,
+            tls,
             purpose: purpose.to_string(),
             client: OnceCell::new(),
         })
@@ -130,6 +153,9 @@ impl Connector {
                     // Notice a dead server on idle watch and keep-alive streams too.
                     .with_keep_alive(Duration::from_secs(10), self.settings.timeout)
                     .with_keep_alive_while_idle(true);
+                if let Some(tls) = &self.tls {
+                    options = options.with_tls(tls.clone());
+                }
                 if !self.settings.username.is_empty() {
                     options = options
                         .with_user(&self.settings.username, &self.settings.password)
@@ -233,6 +259,46 @@ impl Connector {
             ),
         )
     }
+}
+
+/// The TLS settings of `settings`: the CA (else the system's roots) and the client identity.
+fn tls_options(settings: &Settings, purpose: &str) -> Result<etcd_client::TlsOptions> {
+    let read = |option: &str, path: &str| {
+        std::fs::read(path).map_err(|e| {
+            Error::bad_request(
+                "go.micro.etcd",
+                format!("{purpose}.{option}: cannot read {path}: {e}; give a readable PEM file"),
+            )
+        })
+    };
+    let mut tls = etcd_client::TlsOptions::new();
+    tls = if settings.tls_ca_file.is_empty() {
+        tls.with_native_roots()
+    } else {
+        let ca = read("tls_ca_file", &settings.tls_ca_file)?;
+        tls.ca_certificate(etcd_client::Certificate::from_pem(ca))
+    };
+    match (
+        settings.tls_cert_file.is_empty(),
+        settings.tls_key_file.is_empty(),
+    ) {
+        (true, true) => {}
+        (false, false) => {
+            let cert = read("tls_cert_file", &settings.tls_cert_file)?;
+            let key = read("tls_key_file", &settings.tls_key_file)?;
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        _ => {
+            return Err(Error::bad_request(
+                "go.micro.etcd",
+                format!(
+                    "{purpose}.tls_cert_file and {purpose}.tls_key_file go together: give both \
+                     (a client certificate and its key) or neither"
+                ),
+            ));
+        }
+    }
+    Ok(tls)
 }
 
 /// Whether a status came from a broken connection: tonic reports a connection that breaks

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Options of the `etcd` registry, read from the `registry:` section (flags
-/// `--registry_timeout`, `--registry_username`, `--registry_password`, `--registry_prefix`;
-/// env `MICRO_REGISTRY_TIMEOUT`, ...).
+/// `--registry_timeout`, `--registry_username`, `--registry_password`,
+/// `--registry_tls_ca_file`, `--registry_tls_cert_file`, `--registry_tls_key_file`,
+/// `--registry_prefix`; env `MICRO_REGISTRY_TIMEOUT`, ...).
 #[derive(Clone, PartialEq, Serialize, Deserialize, micro_derive::Component)]
 #[serde(default)]
 #[component(section = "registry", plugin = "etcd")]
@@ -22,13 +23,21 @@ pub struct EtcdRegistryOptions {
     pub username: String,
     /// Password of the user.
     pub password: String,
+    /// PEM file of the CA that signed etcd's certificate; empty = the system's roots. Any
+    /// tls_* file (or an https:// address) turns TLS on.
+    pub tls_ca_file: String,
+    /// PEM file of this client's certificate (for etcd's --client-cert-auth).
+    pub tls_cert_file: String,
+    /// PEM file of the key of the client certificate.
+    pub tls_key_file: String,
     /// Key prefix of the registry's records (go-micro's: /micro/registry/).
     #[component(default = "/micro/registry/")]
     pub prefix: String,
 }
 
 /// Options of the `etcd` sync, read from the `sync:` section (flags `--sync_timeout`,
-/// `--sync_username`, `--sync_password`, `--sync_prefix`; env `MICRO_SYNC_TIMEOUT`, ...).
+/// `--sync_username`, `--sync_password`, `--sync_tls_ca_file`, `--sync_tls_cert_file`,
+/// `--sync_tls_key_file`, `--sync_prefix`; env `MICRO_SYNC_TIMEOUT`, ...).
 #[derive(Clone, PartialEq, Serialize, Deserialize, micro_derive::Component)]
 #[serde(default)]
 #[component(section = "sync", plugin = "etcd")]
@@ -42,6 +51,13 @@ pub struct EtcdSyncOptions {
     pub username: String,
     /// Password of the user.
     pub password: String,
+    /// PEM file of the CA that signed etcd's certificate; empty = the system's roots. Any
+    /// tls_* file (or an https:// address) turns TLS on.
+    pub tls_ca_file: String,
+    /// PEM file of this client's certificate (for etcd's --client-cert-auth).
+    pub tls_cert_file: String,
+    /// PEM file of the key of the client certificate.
+    pub tls_key_file: String,
     /// Key prefix of the locks and elections.
     #[component(default = "/micro/sync/")]
     pub prefix: String,
@@ -58,6 +74,9 @@ macro_rules! redacted_debug {
                         "password",
                         &if self.password.is_empty() { "" } else { "***" },
                     )
+                    .field("tls_ca_file", &self.tls_ca_file)
+                    .field("tls_cert_file", &self.tls_cert_file)
+                    .field("tls_key_file", &self.tls_key_file)
                     .field("prefix", &self.prefix)
                     .finish()
             }
@@ -71,6 +90,9 @@ macro_rules! redacted_debug {
                     timeout: self.timeout,
                     username: self.username.clone(),
                     password: self.password.clone(),
+                    tls_ca_file: self.tls_ca_file.clone(),
+                    tls_cert_file: self.tls_cert_file.clone(),
+                    tls_key_file: self.tls_key_file.clone(),
                 }
             }
         }

@@ -291,20 +291,3 @@ async fn unreachable_etcd_is_a_503_naming_the_address() {
     assert!(err.detail.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.detail.contains("registry.addresses"), "{err}");
 }
-
-#[test]
-fn tls_and_other_schemes_are_refused_clearly() {
-    for (address, says) in [
-        ("https://127.0.0.1:2379", "TLS"),
-        ("redis://x:1", "not an etcd address"),
-    ] {
-        let settings = micro_etcd::Settings {
-            addresses: vec![address.to_string()],
-            timeout: Duration::from_secs(1),
-            ..Default::default()
-        };
-        let err = micro_etcd::Connector::new(settings, "registry").unwrap_err();
-        assert_eq!(err.code, 400);
-        assert!(err.detail.contains(says), "{err}");
-    }
-}

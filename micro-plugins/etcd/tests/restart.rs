@@ -2,120 +2,15 @@
 //! again on the same data directory. A registry watch resumes and reports what changed; a
 //! leader that cannot keep its lease alive is told it lost leadership within the lease.
 
+mod common;
+
+use common::server::Server;
 use futures::StreamExt;
 use micro_conformance::support::DEADLINE;
 use micro_core::registry::{Action, Node, RegisterOptions, Registry, Service, WatchOptions};
 use micro_core::sync::{Leader, LeaderOptions};
-use micro_etcd::{Connector, EtcdRegistry, EtcdSync, Settings};
-use std::process::{Child, Command, Stdio};
+use micro_etcd::{EtcdRegistry, EtcdSync};
 use std::time::Duration;
-
-/// An etcd of this test, killed when dropped.
-struct Server {
-    child: Child,
-    client: u16,
-    peer: u16,
-    dir: tempfile::TempDir,
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (spare_port(), spare_port());
-        let child = spawn(client, peer, &dir);
-        let server = Server {
-            child,
-            client,
-            peer,
-            dir,
-        };
-        server.ready().await;
-        server
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.client)
-    }
-
-    fn connector(&self, purpose: &str) -> Connector {
-        let settings = Settings {
-            addresses: vec![self.address()],
-            timeout: Duration::from_secs(2),
-            ..Default::default()
-        };
-        Connector::new(settings, purpose).unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same ports and data directory.
-    async fn start_again(&mut self) {
-        self.child = spawn(self.client, self.peer, &self.dir);
-        self.ready().await;
-    }
-
-    async fn ready(&self) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let ok = async {
-                let mut client = etcd_client::Client::connect([self.address()], None)
-                    .await
-                    .ok()?;
-                client.get("ready", None).await.ok()
-            };
-            if tokio::time::timeout(Duration::from_secs(1), ok)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "etcd on port {} did not start",
-                self.client
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(client: u16, peer: u16, dir: &tempfile::TempDir) -> Child {
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    Command::new("etcd")
-        .args(["--name", "default", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .args(["--logger", "zap", "--log-outputs"])
-        .arg(dir.path().join("etcd.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd is installed (scripts/test.sh installs Debian's etcd-server)")
-}
 
 fn service(name: &str, node: &str) -> Service {
     Service {

@@ -2,6 +2,8 @@
 //! plugins' backs.
 #![allow(dead_code)]
 
+pub mod server;
+
 use micro_etcd::{Connector, Settings};
 use std::time::Duration;
 
