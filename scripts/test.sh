@@ -91,6 +91,8 @@ ensure_postgres() {
 if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
   apt_install protobuf-compiler
 fi
+# The etcd TLS test makes its CA and certificates with the openssl command.
+command -v openssl >/dev/null || apt_install openssl
 
 for server in $SERVERS; do
   if ! "ensure_$server"; then
