@@ -274,7 +274,15 @@ impl micro_core::sync::Sync for EtcdSync {
                 }
             };
             // The ttl counts from the taking, not from the start of the wait.
-            if lease::refresh(connector, lease.id, &what).await? {
+            let alive = match lease::refresh(connector, lease.id, &what).await {
+                Ok(alive) => alive,
+                Err(e) => {
+                    // Not known to be held: free it rather than leave it to lapse.
+                    let _ = lease::revoke(connector, lease.id, &what).await;
+                    return Err(e);
+                }
+            };
+            if alive {
                 self.inner.held().insert(
                     id.to_string(),
                     Held {
@@ -312,7 +320,8 @@ impl micro_core::sync::Sync for EtcdSync {
             .call(&what, |mut c| async move { c.txn(txn).await })
             .await?
             .succeeded();
-        lease::revoke(connector, held.lease, &what).await?;
+        // Best effort: the lease holds nothing now, and lapses by its ttl if this fails.
+        let _ = lease::revoke(connector, held.lease, &what).await;
         if deleted {
             Ok(())
         } else {
