@@ -64,13 +64,14 @@ ensure_etcd() {
   # The binary too: the fault tests start their own etcd on spare ports.
   command -v etcd >/dev/null || apt_install etcd-server
   port_open 2379 && return 0
-  # Debian's etcd-server 3.4; only 127.0.0.1, one member, data under /var/lib.
+  # Debian's etcd-server 3.4; only 127.0.0.1, one member, data under /var/lib, history
+  # compacted hourly so repeated runs do not grow it without end.
   mkdir -p /var/lib/etcd-micro
   start-stop-daemon --start --oknodo --background --exec "$(command -v etcd)" -- \
     --name default --data-dir /var/lib/etcd-micro \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster default=http://127.0.0.1:2380 \
+    --initial-cluster default=http://127.0.0.1:2380 --auto-compaction-retention=1 \
     --logger=zap --log-outputs=/var/log/etcd-micro.log
   wait_port 2379 etcd
 }

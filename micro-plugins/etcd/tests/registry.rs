@@ -101,6 +101,13 @@ async fn odd_names_stay_in_their_own_keys() {
     assert_eq!(got.kvs().len(), 1);
     let listed = registry.list_services().await.unwrap();
     assert_eq!(listed.len(), 3, "{listed:?}");
+    client
+        .delete(
+            registry.prefix(),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
