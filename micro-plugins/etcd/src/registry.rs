@@ -19,7 +19,8 @@
 //!   revokes the lease this registry gave it.
 //! - `get_service` and `list_services` read by prefix and group the records by version; the
 //!   metadata and endpoints of a version are those of its most recently written record.
-//! - `watch` follows the prefix with an etcd watch (see [`watch`]).
+//! - `watch` follows the prefix with an etcd watch from the revision of a first read, and
+//!   resumes (read again, watch again) after etcd went away; see the README.
 //! - A value that is not such a record is skipped with a WARN naming its key.
 
 mod watch;
