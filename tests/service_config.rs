@@ -140,7 +140,7 @@ fn seed_defaults_warn_that_ttl_is_below_interval() {
 #[test]
 fn a_plugin_not_compiled_in_lists_the_compiled_ones_and_the_feature() {
     let err = match micro::Service::builder()
-        .args(["svc", "--registry", "etcd"])
+        .args(["svc", "--registry", "mdns"])
         .env(with(all_off(), &[("MICRO_REGISTRY_ENABLED", "true")]))
         .try_build()
     {
@@ -149,12 +149,12 @@ fn a_plugin_not_compiled_in_lists_the_compiled_ones_and_the_feature() {
     };
     let text = err.to_string();
     assert!(
-        text.contains("\"etcd\"") && text.contains("memory") && text.contains("not available yet"),
+        text.contains("\"mdns\"") && text.contains("memory") && text.contains("not available yet"),
         "{text}"
     );
     assert!(
         !text.contains("Cargo feature"),
-        "no feature brings etcd yet: {text}"
+        "no feature brings mdns yet: {text}"
     );
     let err: micro::Error = err.into();
     assert_eq!(err.code, 400);

@@ -1,4 +1,4 @@
-// The YAML names the etcd registry, which no release has yet.
+// The YAML names the mdns registry, which no release has yet.
 #[derive(micro::Wire)]
 #[wire(config = "plugin_not_available.yaml")]
 struct App {
