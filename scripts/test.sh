@@ -102,6 +102,29 @@ for server in $SERVERS; do
   fi
 done
 
+# schemathesis for micro-cli's tests/openapi.rs (the gateway's OpenAPI document fuzzed):
+# a Python virtual environment under the cache, made and filled when missing.
+ensure_schemathesis() {
+  local venv="${MICRO_VENV:-$HOME/.cache/micro/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "python3 -m venv $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  if [ ! -x "$venv/bin/st" ]; then
+    log "pip install schemathesis into $venv"
+    "$venv/bin/python" -m pip install -q schemathesis
+  fi
+  export MICRO_VENV="$venv"
+}
+if ! ensure_schemathesis; then
+  log "schemathesis could not be installed"
+  exit 1
+fi
+
 status=0
 # The nats, postgres, redis, zap and etcd features are on so the facade's tests also build and run
 # them.

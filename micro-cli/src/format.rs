@@ -69,7 +69,10 @@ fn version_name(version: &str) -> &str {
 /// An endpoint's metadata without the JSON Schemas kept beside its shapes (the shapes are
 /// printed as Request/Response).
 fn shown_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let schemas = [micro::schema::REQUEST_SCHEMA, micro::schema::RESPONSE_SCHEMA];
+    let schemas = [
+        micro::schema::REQUEST_SCHEMA,
+        micro::schema::RESPONSE_SCHEMA,
+    ];
     metadata
         .iter()
         .filter(|(k, _)| !schemas.contains(&k.as_str()))

@@ -5,8 +5,10 @@
 //! [`Gateway::router`] is a plain `axum::Router`, so it can be served by `micro api` or
 //! mounted in an application's own axum server. See the crate README for every handler.
 
+mod openapi;
 mod proxy;
 pub mod resolver;
+mod routes;
 mod rpc;
 mod stream;
 
@@ -115,6 +117,7 @@ struct Inner {
     auth: Arc<dyn AuthHook>,
     proxy: proxy::ProxyClient,
     next_node: std::sync::atomic::AtomicUsize,
+    routes: routes::RouteTable,
 }
 
 impl Gateway {
@@ -132,6 +135,7 @@ impl Gateway {
                 auth,
                 proxy: proxy::client(),
                 next_node: Default::default(),
+                routes: Default::default(),
             }),
         }
     }
@@ -143,6 +147,10 @@ impl Gateway {
 
     pub(crate) fn commands(&self) -> &Commands {
         &self.inner.commands
+    }
+
+    fn routes(&self) -> &routes::RouteTable {
+        &self.inner.routes
     }
 
     fn proxy_client(&self) -> &proxy::ProxyClient {
@@ -173,7 +181,9 @@ impl Gateway {
     /// through the resolver and the handler; the body limit; CORS with `enable_cors`.
     pub fn router(&self) -> Router {
         let options = &self.inner.options;
-        let mut router = Router::new().route("/", get(version));
+        let mut router = Router::new()
+            .route("/", get(version))
+            .route("/openapi.json", get(openapi::serve));
         if options.enable_rpc {
             router = router.route("/rpc", post(rpc::rpc_endpoint));
         }
@@ -243,7 +253,7 @@ pub fn error_response(error: &Error) -> Response {
     json_response(status, error.to_json())
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

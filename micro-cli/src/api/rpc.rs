@@ -148,22 +148,54 @@ async fn unknown_service_or(gateway: &Gateway, service: &str, error: Error) -> E
     }
 }
 
-fn route_of(gateway: &Gateway, request: &Request) -> Result<Route, Error> {
-    let options = gateway.options();
+/// The method, host and path of a request, owned: a request (its body) is not Sync, so no
+/// borrow of it may live across an await.
+fn target(request: &Request) -> (String, String, String) {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
-        .unwrap_or("");
-    options
-        .resolver
-        .resolve(request.uri().path(), host, &options.namespace)
+        .unwrap_or("")
+        .to_string();
+    (
+        request.method().as_str().to_string(),
+        host,
+        request.uri().path().to_string(),
+    )
+}
+
+/// The route of a request: an endpoint that declared a matching path first, else the
+/// resolver's; with the declared `handler` metadata, if any.
+fn route_of(
+    gateway: &Gateway,
+    request: &Request,
+) -> impl std::future::Future<Output = Result<(Route, Option<String>), Error>> + Send {
+    let (method, host, path) = target(request);
+    route_for(gateway.clone(), method, host, path)
+}
+
+async fn route_for(
+    gateway: Gateway,
+    method: String,
+    host: String,
+    path: String,
+) -> Result<(Route, Option<String>), Error> {
+    let options = gateway.options();
+    if let Some(found) = gateway
+        .routes()
+        .find(gateway.commands(), &method, &host, &path)
+        .await
+    {
+        return Ok(found);
+    }
+    let route = options.resolver.resolve(&path, &host, &options.namespace)?;
+    Ok((route, None))
 }
 
 /// The `rpc` handler.
 pub(super) async fn rpc(gateway: &Gateway, request: Request) -> Result<Response, Error> {
-    let route = route_of(gateway, &request)?;
+    let (route, _) = route_of(gateway, &request).await?;
     rpc_to(gateway, &route, request).await
 }
 
@@ -186,13 +218,18 @@ async fn rpc_to(gateway: &Gateway, route: &Route, request: Request) -> Result<Re
 /// The `meta` handler: the endpoint's `handler` metadata (`rpc`, `api`, `event`) decides;
 /// `rpc` when it has none. An unknown service is a 404.
 pub(super) async fn meta(gateway: &Gateway, request: Request) -> Result<Response, Error> {
-    let route = route_of(gateway, &request)?;
-    let versions = gateway.commands().get_service(&route.service).await?;
-    let handler = versions
-        .iter()
-        .flat_map(|v| v.endpoints.iter())
-        .find(|e| e.name == route.endpoint)
-        .and_then(|e| e.metadata.get("handler").cloned());
+    let (route, declared) = route_of(gateway, &request).await?;
+    let handler = match declared {
+        Some(handler) => Some(handler),
+        None => {
+            let versions = gateway.commands().get_service(&route.service).await?;
+            versions
+                .iter()
+                .flat_map(|v| v.endpoints.iter())
+                .find(|e| e.name == route.endpoint)
+                .and_then(|e| e.metadata.get("handler").cloned())
+        }
+    };
     match handler.as_deref() {
         None | Some("rpc") => rpc_to(gateway, &route, request).await,
         Some("api") => api_to(gateway, &route, request).await,
@@ -224,7 +261,7 @@ fn pairs<'a>(items: impl Iterator<Item = (String, &'a str)>) -> Value {
 /// The `api` handler: the request as go-micro's `api.Request`; the answer's `statusCode`,
 /// `header` and `body` make the response.
 pub(super) async fn api(gateway: &Gateway, request: Request) -> Result<Response, Error> {
-    let route = route_of(gateway, &request)?;
+    let (route, _) = route_of(gateway, &request).await?;
     api_to(gateway, &route, request).await
 }
 
