@@ -732,3 +732,59 @@ fn tokio_stream_of(
 ) -> impl micro::__private::futures::Stream<Item = micro::Result<Value>> + Send + 'static {
     micro::__private::futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpc_handler_passes_protobuf_through() {
+    use prost::Message;
+    use proto_greeter::greeter::{GreeterServer, HelloReply, HelloRequest};
+    let registry = tempfile::tempdir().unwrap();
+    let service = micro::Service::builder()
+        .name("greeter")
+        .args(["greeter"])
+        .env([("MICRO_REGISTRY_DIR", registry.path().display().to_string())])
+        .handler(GreeterServer::new(proto_greeter::MyGreeter))
+        .build()
+        .unwrap();
+    service.start().await.unwrap();
+    let env = vec![(
+        "MICRO_REGISTRY_DIR".to_string(),
+        registry.path().display().to_string(),
+    )];
+    let (_api, url) = gateway(&env, &["--handler", "rpc"]);
+    let files = tempfile::tempdir().unwrap();
+    let (request, answer) = (files.path().join("request"), files.path().join("answer"));
+    let hello = HelloRequest {
+        name: "Proto".into(),
+    };
+    std::fs::write(&request, hello.encode_to_vec()).unwrap();
+    let headers = files.path().join("headers");
+    let args: Vec<String> = vec![
+        "-s".into(),
+        "-XPOST".into(),
+        "-H".into(),
+        "Content-Type: application/protobuf".into(),
+        "--data-binary".into(),
+        format!("@{}", request.display()),
+        "-D".into(),
+        headers.display().to_string(),
+        "-o".into(),
+        answer.display().to_string(),
+        format!("{url}/greeter/hello"),
+    ];
+    let status =
+        tokio::task::spawn_blocking(move || Command::new("curl").args(&args).status().unwrap())
+            .await
+            .unwrap();
+    assert!(status.success());
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/protobuf"),
+        "{head}"
+    );
+    let bytes = std::fs::read(&answer).unwrap();
+    assert_eq!(HelloReply::decode(&bytes[..]).unwrap().msg, "Hello Proto");
+    service.stop().await.unwrap();
+}
