@@ -36,7 +36,7 @@ use crate::options::EtcdSyncOptions;
 use async_trait::async_trait;
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
 use micro_core::config::SyncConfig;
-use micro_core::sync::{Leader, LeaderOptions, LockOptions};
+use micro_core::sync::{self, Leader, LeaderOptions, LockOptions};
 use micro_core::{Error, Plugin, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,26 +69,6 @@ impl Inner {
     fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn check_id(id: &str, what: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} id is empty: give a name"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_ttl(ttl: Option<Duration>, what: &str) -> Result<()> {
-    if ttl.is_some_and(|t| t.is_zero()) {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} ttl must be longer than zero (or none for the default)"),
-        ));
-    }
-    Ok(())
 }
 
 /// How one try at a lock ended.
@@ -145,8 +125,8 @@ impl EtcdSync {
     /// Becomes leader of election `id`, waiting until the current leader resigns or its
     /// lease lapses; the concrete [`EtcdLeader`], which can signal the loss of leadership.
     pub async fn elect(&self, id: &str, options: LeaderOptions) -> Result<EtcdLeader> {
-        check_id(id, "election")?;
-        check_ttl(options.ttl, "leader")?;
+        sync::check_id(ID, id, "election")?;
+        sync::check_ttl(ID, options.ttl, "leader")?;
         let ttl = options.ttl.unwrap_or(DEFAULT_LEADER_TTL);
         leader::campaign(self.inner.clone(), id, ttl).await
     }
@@ -245,8 +225,8 @@ impl micro_core::sync::Sync for EtcdSync {
     }
 
     async fn lock(&self, id: &str, options: LockOptions) -> Result<()> {
-        check_id(id, "lock")?;
-        check_ttl(options.ttl, "lock")?;
+        sync::check_id(ID, id, "lock")?;
+        sync::check_ttl(ID, options.ttl, "lock")?;
         let ttl = options.ttl.unwrap_or(DEFAULT_LOCK_TTL);
         let give_up = options.wait.and_then(|w| Instant::now().checked_add(w));
         let name = self.lock_name(id);
