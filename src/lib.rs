@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 11] = [
+        let features: [(&str, bool); 12] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -39,6 +39,7 @@ pub mod __private {
             ("postgres", cfg!(feature = "postgres")),
             ("redis", cfg!(feature = "redis")),
             ("zap", cfg!(feature = "zap")),
+            ("quic", cfg!(feature = "quic")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -80,6 +81,9 @@ pub use micro_mucp as mucp;
 pub use micro_nats as nats;
 #[cfg(feature = "postgres")]
 pub use micro_postgres as postgres;
+/// The QUIC transport: crate `micro-quic`, feature `quic`.
+#[cfg(feature = "quic")]
+pub use micro_quic as quic;
 #[cfg(feature = "redis")]
 pub use micro_redis as redis;
 /// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
@@ -119,6 +123,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_redis::plugins());
     #[cfg(feature = "zap")]
     plugins.extend(micro_zap::plugins());
+    #[cfg(feature = "quic")]
+    plugins.extend(micro_quic::plugins());
     plugins
 }
 

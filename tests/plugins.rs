@@ -278,7 +278,7 @@ fn every_feature_an_error_names_exists() {
     for (section, name) in [
         ("registry", "etcd"),
         ("registry", "mdns"),
-        ("transport", "quic"),
+        ("auth", "jwt"),
         ("registry", "zookeeper"),
         ("broker", "kafka"),
     ] {

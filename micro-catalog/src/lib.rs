@@ -167,7 +167,7 @@ plugins! {
     Transport "http" => "http" Available,
     Transport "nats" => "nats" Available,
     Transport "grpc" => "grpc" Planned,
-    Transport "quic" => "quic" Planned,
+    Transport "quic" => "quic" Available,
     Broker "memory" => "memory" Available,
     Broker "http" => "http" Available,
     Broker "nats" => "nats" Available,
