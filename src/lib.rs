@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 12] = [
+        let features: [(&str, bool); 13] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -40,6 +40,7 @@ pub mod __private {
             ("redis", cfg!(feature = "redis")),
             ("zap", cfg!(feature = "zap")),
             ("quic", cfg!(feature = "quic")),
+            ("mdns", cfg!(feature = "mdns")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -73,6 +74,9 @@ pub use micro_file as file;
 pub use micro_http as http;
 #[cfg(feature = "local")]
 pub use micro_local as local;
+/// The mDNS registry: crate `micro-mdns`, feature `mdns`.
+#[cfg(feature = "mdns")]
+pub use micro_mdns as mdns;
 #[cfg(feature = "memory")]
 pub use micro_memory as memory;
 #[cfg(feature = "mucp")]
@@ -125,6 +129,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_zap::plugins());
     #[cfg(feature = "quic")]
     plugins.extend(micro_quic::plugins());
+    #[cfg(feature = "mdns")]
+    plugins.extend(micro_mdns::plugins());
     plugins
 }
 

@@ -277,7 +277,6 @@ fn every_feature_an_error_names_exists() {
     let plugins = micro::plugins();
     for (section, name) in [
         ("registry", "etcd"),
-        ("registry", "mdns"),
         ("auth", "jwt"),
         ("registry", "zookeeper"),
         ("broker", "kafka"),

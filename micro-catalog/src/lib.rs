@@ -156,7 +156,7 @@ macro_rules! plugins {
 plugins! {
     Registry "memory" => "memory" Available,
     Registry "local" => "local" Available,
-    Registry "mdns" => "mdns" Planned,
+    Registry "mdns" => "mdns" Available,
     Registry "nats" => "nats" Available,
     Registry "etcd" => "etcd" Planned,
     Selector "random" => "selector" Available,
@@ -253,10 +253,7 @@ mod tests {
                 assert!(!(a.kind == b.kind && a.name == b.name), "{a:?} twice");
             }
         }
-        assert_eq!(
-            find("registry", "mdns").map(|p| p.status),
-            Some(Status::Planned)
-        );
+        assert_eq!(find("auth", "jwt").map(|p| p.status), Some(Status::Planned));
         assert_eq!(
             find("selector", "cache").map(|p| p.feature),
             Some("selector")

@@ -1,0 +1,215 @@
+//! The mdns registry's network tests, run only inside a private network namespace.
+//!
+//! Started by `cargo test`, this binary (a runner of its own: `harness = false`) is outside
+//! any namespace: it re-executes itself under `unshare -rn` after bringing the namespace's
+//! loopback up with multicast and a route for 224.0.0.0/4, so every mDNS packet stays on
+//! that private `lo` and nothing multicasts on a real interface. Inside (`MICRO_MDNS_NETNS`
+//! set) it runs every case of the registry conformance suite against a fresh
+//! `MdnsRegistry` with default options, and a test where two processes find each other.
+//! When the namespace cannot be made (no user namespaces), the tests are skipped with a
+//! message, except under CI (`CI=true`), where that is a failure.
+
+use futures::FutureExt;
+use micro_core::logger::Logger;
+use micro_core::registry::{Node, RegisterOptions, Registry, Service};
+use micro_mdns::{MdnsRegistry, MdnsRegistryOptions};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set (to `1`) in the re-executed process, inside the namespace.
+const INSIDE: &str = "MICRO_MDNS_NETNS";
+
+/// Brings the namespace's loopback up with multicast, then runs the binary given after it.
+const SETUP: &str = "ip link set lo up && ip link set lo multicast on && \
+                     ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$@\"";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os(INSIDE).is_none() {
+        return reexec(&args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Some(position) = args.iter().position(|a| a == "--peer") {
+        return runtime.block_on(peer(&args[position + 1], &args[position + 2]));
+    }
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    runtime.block_on(run_all(&filter))
+}
+
+/// Re-executes this binary inside a new user + network namespace.
+fn reexec(args: &[String]) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return fail_or_skip(&format!("cannot find this test binary: {e}")),
+    };
+    let status = Command::new("unshare")
+        .args(["-rn", "sh", "-c", SETUP])
+        .arg(&exe)
+        .args(args)
+        .env(INSIDE, "1")
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        // The setup failed before the tests ran (exit codes of unshare/ip, not of the
+        // runner, which exits with 101 when a test fails).
+        Ok(status) if status.code() != Some(101) => fail_or_skip(&format!(
+            "`unshare -rn sh -c '{SETUP}'` failed with {status}: no private network namespace \
+             with multicast on its loopback (needs user namespaces, util-linux and iproute2)"
+        )),
+        Ok(_) => ExitCode::from(101),
+        Err(e) => fail_or_skip(&format!("cannot run unshare (util-linux): {e}")),
+    }
+}
+
+fn fail_or_skip(why: &str) -> ExitCode {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        eprintln!("error: {why}; in CI the mdns tests must run");
+        ExitCode::FAILURE
+    } else {
+        eprintln!("mdns network tests skipped: {why}");
+        ExitCode::SUCCESS
+    }
+}
+
+fn registry() -> Arc<dyn Registry> {
+    Arc::new(
+        MdnsRegistry::new(&MdnsRegistryOptions::default(), Logger::none())
+            .expect("an mdns registry on the namespace's loopback"),
+    )
+}
+
+/// Runs every case (those whose name contains a filter word, when given) at once, each on
+/// its own task with a fresh registry; prints one line per case as libtest does.
+async fn run_all(filter: &[&String]) -> ExitCode {
+    let mut tests: Vec<(String, futures::future::BoxFuture<'static, ()>)> =
+        micro_conformance::registry::cases()
+            .into_iter()
+            .map(|(name, case)| {
+                let test: futures::future::BoxFuture<'static, ()> =
+                    Box::pin(async move { case(registry()).await });
+                (format!("registry_suite::{name}"), test)
+            })
+            .collect();
+    tests.push((
+        "two_processes_find_each_other".to_string(),
+        Box::pin(two_processes_find_each_other()),
+    ));
+    tests.retain(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())));
+    println!(
+        "\nrunning {} tests (inside a private network namespace)",
+        tests.len()
+    );
+    let handles: Vec<_> = tests
+        .into_iter()
+        .map(|(name, test)| {
+            (
+                name,
+                tokio::spawn(std::panic::AssertUnwindSafe(test).catch_unwind()),
+            )
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (name, handle) in handles {
+        let passed = matches!(handle.await, Ok(Ok(())));
+        println!("test {name} ... {}", if passed { "ok" } else { "FAILED" });
+        if !passed {
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok.");
+        ExitCode::SUCCESS
+    } else {
+        println!("\ntest result: FAILED. failures: {failed:?}");
+        ExitCode::from(101)
+    }
+}
+
+fn service(name: &str, node: &str) -> Service {
+    Service {
+        name: name.to_string(),
+        version: "1.0.0".to_string(),
+        nodes: vec![Node {
+            id: node.to_string(),
+            address: "127.0.0.1:4000".to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Until `registry` knows `name` (with the node id `node`), or 10 s.
+async fn wait_for(registry: &dyn Registry, name: &str, node: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + micro_conformance::support::DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(services) = registry.get_service(name).await
+            && services
+                .iter()
+                .any(|s| s.nodes.iter().any(|n| n.id == node))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The other process: registers `mine`, waits to see `theirs`, then stays registered until
+/// its stdin closes (so the first process can see it too).
+async fn peer(mine: &str, theirs: &str) -> ExitCode {
+    let registry = registry();
+    registry
+        .register(&service(mine, "peer-node"), RegisterOptions::default())
+        .await
+        .expect("register");
+    if !wait_for(registry.as_ref(), theirs, "first-node").await {
+        eprintln!("peer: never saw {theirs}");
+        return ExitCode::FAILURE;
+    }
+    println!("FOUND");
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
+    ExitCode::SUCCESS
+}
+
+/// Two processes with default options, each registering a service, find each other's.
+async fn two_processes_find_each_other() {
+    let mine = micro_conformance::support::unique("first");
+    let theirs = micro_conformance::support::unique("second");
+    let registry = registry();
+    registry
+        .register(&service(&mine, "first-node"), RegisterOptions::default())
+        .await
+        .expect("register");
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", &theirs, &mine])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the second process");
+    assert!(
+        wait_for(registry.as_ref(), &theirs, "peer-node").await,
+        "this process never saw the other's service {theirs}"
+    );
+    let mut stdout = child.stdout.take().unwrap();
+    let mut said = String::new();
+    let read = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut said);
+    drop(child.stdin.take());
+    tokio::time::timeout(micro_conformance::support::DEADLINE, read)
+        .await
+        .expect("the other process to end")
+        .unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(
+        status.success() && said.contains("FOUND"),
+        "the other process never saw {mine}: {status}, said {said:?}"
+    );
+}
