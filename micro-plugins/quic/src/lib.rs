@@ -27,6 +27,10 @@ pub(crate) const ID: &str = "go.micro.transport";
 /// The QUIC application error code of a connection closed because its endpoint stopped.
 pub(crate) const CLOSE_STOPPING: quinn::VarInt = quinn::VarInt::from_u32(0);
 
+/// The QUIC application error code of a 0-RTT connection closed by this side because the
+/// server never answered its handshake within `dial_timeout`.
+pub(crate) const CLOSE_NO_ANSWER: quinn::VarInt = quinn::VarInt::from_u32(1);
+
 /// The plugin-table entry: `transport: {plugin: quic}`.
 pub fn plugin() -> Plugin {
     Plugin::transport("quic", "quic", |ctx| {

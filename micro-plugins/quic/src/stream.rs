@@ -64,6 +64,18 @@ fn connection_failed(connection: &quinn::Connection, remote: &str) -> Error {
     }
 }
 
+/// The error of a stream sent in 0-RTT data that the server refused: nothing of it ran.
+fn zero_rtt_rejected(remote: &str) -> Error {
+    Error::transport(
+        ID,
+        format!(
+            "{remote} did not accept this stream's 0-RTT data (the server restarted, is gone, \
+             or does not accept early data): the request was not processed; retry"
+        ),
+    )
+    .retryable()
+}
+
 /// The sending half: frames written straight onto the QUIC send stream. Dropping the last
 /// handle finishes the QUIC stream (quinn does it on drop), which the peer reads as the end.
 struct QuicSink {
@@ -90,6 +102,7 @@ impl QuicSink {
                     quinn::WriteError::ConnectionLost(e) => {
                         crate::tls::connection_error(&self.remote, &e)
                     }
+                    quinn::WriteError::ZeroRttRejected => zero_rtt_rejected(&self.remote),
                     quinn::WriteError::Stopped(_) | quinn::WriteError::ClosedStream => {
                         Error::transport(
                             ID,
@@ -100,7 +113,6 @@ impl QuicSink {
                             ),
                         )
                     }
-                    other => Error::transport(ID, format!("sending to {}: {other}", self.remote)),
                 })
             }
         }
@@ -148,9 +160,13 @@ impl QuicSource {
                 Ok(Some(frame)) => {
                     if frame.is_reset() {
                         self.done = true;
-                        let error = frame.error().unwrap_or_else(|| {
-                            Error::transport(ID, format!("{} reset the stream", self.remote))
-                        });
+                        // Whatever the peer says, what it reset may have run in part.
+                        let error = frame
+                            .error()
+                            .unwrap_or_else(|| {
+                                Error::transport(ID, format!("{} reset the stream", self.remote))
+                            })
+                            .with_retryable(false);
                         return Some(Err(error));
                     }
                     return Some(Ok(frame.message));
@@ -184,6 +200,7 @@ impl QuicSource {
                         quinn::ReadError::ConnectionLost(_) => {
                             connection_failed(&self.connection, &self.remote)
                         }
+                        quinn::ReadError::ZeroRttRejected => zero_rtt_rejected(&self.remote),
                         quinn::ReadError::Reset(_) => {
                             Error::transport(ID, format!("{} reset the stream", self.remote))
                         }

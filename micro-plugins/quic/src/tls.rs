@@ -360,6 +360,11 @@ pub(crate) fn connection_error(address: &str, error: &quinn::ConnectionError) ->
         {
             format!("{address} refused the connection: the server is stopping")
         }
+        E::LocallyClosed => format!(
+            "connection to {address} was closed by this side: no QUIC handshake answer within \
+             transport.dial_timeout (0-RTT: nobody listening, or UDP blocked), or the \
+             transport was dropped"
+        ),
         other => format!("connection to {address} failed: {other}"),
     };
     Error::transport(ID, detail)

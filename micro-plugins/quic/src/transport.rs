@@ -6,7 +6,7 @@ use crate::server::QuicListener;
 use crate::tls::{self, Tls};
 use crate::{ID, stream};
 use micro_core::logger::Logger;
-use micro_core::transport::{Connection, DialOptions, Listener, Stream, Transport};
+use micro_core::transport::{Connection, DialOptions, Listener, Message, Stream, Transport};
 use micro_core::{Error, Result};
 use std::collections::HashMap;
 use std::fmt;
@@ -215,7 +215,18 @@ impl QuicTransport {
             })?;
         let connecting = if self.inner.options.zero_rtt {
             match connecting.into_0rtt() {
-                Ok((connection, _accepted)) => return Ok(connection),
+                Ok((connection, accepted)) => {
+                    // The connection is usable at once (0-RTT), before the server answered:
+                    // if no handshake answer comes within the limit, close it, so that its
+                    // streams fail instead of waiting for the idle timeout.
+                    let watched = connection.clone();
+                    tokio::spawn(async move {
+                        if tokio::time::timeout(limit, accepted).await.is_err() {
+                            watched.close(crate::CLOSE_NO_ANSWER, b"no handshake answer");
+                        }
+                    });
+                    return Ok(connection);
+                }
                 Err(connecting) => connecting,
             }
         } else {
@@ -348,6 +359,27 @@ impl Connection for QuicConnection {
             self.remote.clone(),
             self.max_frame_size,
         ))
+    }
+
+    /// As the default (open a stream, send, finish, read one frame), except that a read
+    /// error the stream marked retryable stays so: 0-RTT data the server did not accept
+    /// never ran.
+    async fn call(&self, message: Message) -> Result<Message> {
+        let Stream {
+            sender,
+            mut receiver,
+            ..
+        } = self.open_stream().await.map_err(Error::retryable)?;
+        sender.send(message).await.map_err(Error::retryable)?;
+        drop(sender);
+        match receiver.recv().await {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(error)) => Err(error),
+            None => Err(Error::transport(
+                ID,
+                format!("{} closed the stream before answering", self.remote),
+            )),
+        }
     }
 
     fn remote(&self) -> &str {
