@@ -13,6 +13,10 @@ use std::io::{Read, Write};
 /// Hex characters per TXT string (a TXT string holds at most 255 bytes, `eNN=` included).
 pub const CHUNK: usize = 248;
 
+/// Most hex digits sent: with the `eNN=` keys and length bytes the TXT record stays under
+/// the 9000-byte mDNS packet (RFC 6762 §17) with room for the other records.
+pub const MAX_HEX: usize = 7936;
+
 /// Largest decoded record accepted (a peer cannot make us inflate without bound).
 const MAX_RECORD: u64 = 1 << 20;
 
@@ -25,6 +29,22 @@ pub fn encode(service: &Service) -> Result<Vec<(String, String)>, String> {
         .map_err(|e| format!("compressing the record: {e}"))
         .map(|compressed| {
             let hex: String = compressed.iter().map(|b| format!("{b:02x}")).collect();
+            (hex, compressed.len())
+        })
+        .and_then(|(hex, compressed)| {
+            if hex.len() > MAX_HEX {
+                return Err(format!(
+                    "the service record is too large for an mDNS TXT record ({} bytes of \
+                     JSON, {compressed} compressed, {} hex digits; at most {MAX_HEX} fit one \
+                     packet): register fewer endpoints or less metadata, or use another \
+                     registry",
+                    json.len(),
+                    hex.len()
+                ));
+            }
+            Ok(hex)
+        })
+        .map(|hex| {
             hex.as_bytes()
                 .chunks(CHUNK)
                 .enumerate()
@@ -95,6 +115,28 @@ mod tests {
         reversed.reverse();
         let back = decode(reversed.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, service);
+    }
+
+    #[test]
+    fn a_record_too_large_for_a_packet_is_a_clear_error() {
+        let service = Service {
+            name: "big".into(),
+            // Incompressible metadata: distinct pseudo-random values.
+            metadata: (0..2000u64)
+                .map(|i| {
+                    (
+                        format!("k{i}"),
+                        format!("{:x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let error = encode(&service).unwrap_err();
+        assert!(
+            error.contains("too large for an mDNS TXT record"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Registry for MdnsRegistry {
             };
             if !known {
                 let strings = record::encode(&single)
-                    .map_err(|e| Error::internal(ERROR_ID, format!("mdns: {e}")))?;
+                    .map_err(|e| Error::bad_request(ERROR_ID, format!("mdns: {e}")))?;
                 let mut info = mdns_sd::ServiceInfo::new(
                     SERVICE_TYPE,
                     &name,
