@@ -22,9 +22,9 @@ use std::time::Duration;
 /// Set (to `1`) in the re-executed process, inside the namespace.
 const INSIDE: &str = "MICRO_MDNS_NETNS";
 
-/// Brings the namespace's loopback up with multicast, then runs the binary given after it.
+/// Brings the namespace's loopback up with multicast.
 const SETUP: &str = "ip link set lo up && ip link set lo multicast on && \
-                     ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$@\"";
+                     ip route add 224.0.0.0/4 dev lo";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,28 +42,45 @@ fn main() -> ExitCode {
     runtime.block_on(run_all(&filter))
 }
 
-/// Re-executes this binary inside a new user + network namespace.
+/// Re-executes this binary inside a new user + network namespace. A namespace that cannot
+/// be made is a skip (a failure under CI); anything that goes wrong after is a failure.
 fn reexec(args: &[String]) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return fail_or_skip(&format!("cannot find this test binary: {e}")),
     };
-    let status = Command::new("unshare")
+    // First only make the namespace, so that its failure is told apart from the tests'.
+    match Command::new("unshare")
         .args(["-rn", "sh", "-c", SETUP])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            return fail_or_skip(&format!(
+                "`unshare -rn sh -c '{SETUP}'` failed with {status}: no private network \
+                 namespace with multicast on its loopback (needs user namespaces, util-linux \
+                 and iproute2)"
+            ));
+        }
+        Err(e) => return fail_or_skip(&format!("cannot run unshare (util-linux): {e}")),
+    }
+    let status = Command::new("unshare")
+        .args(["-rn", "sh", "-c"])
+        .arg(format!("{SETUP} && exec \"$0\" \"$@\""))
         .arg(&exe)
         .args(args)
         .env(INSIDE, "1")
         .status();
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
-        // The setup failed before the tests ran (exit codes of unshare/ip, not of the
-        // runner, which exits with 101 when a test fails).
-        Ok(status) if status.code() != Some(101) => fail_or_skip(&format!(
-            "`unshare -rn sh -c '{SETUP}'` failed with {status}: no private network namespace \
-             with multicast on its loopback (needs user namespaces, util-linux and iproute2)"
-        )),
-        Ok(_) => ExitCode::from(101),
-        Err(e) => fail_or_skip(&format!("cannot run unshare (util-linux): {e}")),
+        Ok(status) => {
+            eprintln!("the mdns tests inside the namespace failed: {status}");
+            ExitCode::from(101)
+        }
+        Err(e) => {
+            eprintln!("error: cannot run unshare again: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
