@@ -168,3 +168,40 @@ async fn zero_rtt_calls_work_and_a_dead_server_fails_within_the_dial_timeout() {
         started.elapsed()
     );
 }
+
+/// A server that drops its receiver stops the client's sending (QUIC STOP_SENDING): the
+/// client's next sends fail with "stream closed by peer", and its sender reports closed.
+#[tokio::test]
+async fn a_dropped_receiver_stops_the_peer_sending() {
+    let server = common::transport(QuicTransportOptions::default());
+    let handler: ExchangeHandler = Arc::new(|exchange: Exchange| {
+        Box::pin(async move {
+            let micro_core::transport::Stream {
+                sender, receiver, ..
+            } = exchange.stream;
+            drop(receiver);
+            // Keep the sending half open meanwhile: only the receiving half is gone.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(sender);
+        })
+    });
+    let serving = Serving::start(server.listen("127.0.0.1:0").await.unwrap(), handler);
+    let conn = server
+        .dial(&serving.address(), DialOptions::default())
+        .await
+        .unwrap();
+    let stream = conn.open_stream().await.unwrap();
+    stream.sender.send(Message::new("first")).await.unwrap();
+    let error = eventually(
+        "sends kept succeeding after the peer dropped its receiver",
+        || {
+            let sender = stream.sender.clone();
+            async move { sender.send(Message::new("more")).await.err() }
+        },
+    )
+    .await;
+    assert_eq!(error.code, 503, "{error}");
+    assert!(error.detail.contains("stream closed by peer"), "{error}");
+    assert!(stream.sender.is_closed());
+    within("closed()", stream.sender.closed()).await;
+}
