@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # Servers the tests need today (the nats plugin: nats-server with JetStream on 4222, and
 # the nats-server binary for the fault tests, which start their own on a spare port).
 # PostgreSQL (database `test`, trust auth) for the postgres store, redis-server (and its
-# binary, for the redis fault tests) for the redis plugins.
-SERVERS="${MICRO_TEST_SERVERS-nats postgres redis}"
+# binary, for the redis fault tests) for the redis plugins, etcd on 2379 (and its binary,
+# for the etcd fault tests) for the etcd plugins.
+SERVERS="${MICRO_TEST_SERVERS-nats postgres redis etcd}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -59,6 +60,22 @@ ensure_redis() {
   wait_port 6379 redis
 }
 
+ensure_etcd() {
+  # The binary too: the fault tests start their own etcd on spare ports.
+  command -v etcd >/dev/null || apt_install etcd-server
+  port_open 2379 && return 0
+  # Debian's etcd-server 3.4; only 127.0.0.1, one member, data under /var/lib, history
+  # compacted hourly so repeated runs do not grow it without end.
+  mkdir -p /var/lib/etcd-micro
+  start-stop-daemon --start --oknodo --background --exec "$(command -v etcd)" -- \
+    --name default --data-dir /var/lib/etcd-micro \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster default=http://127.0.0.1:2380 --auto-compaction-retention=1 \
+    --logger=zap --log-outputs=/var/log/etcd-micro.log
+  wait_port 2379 etcd
+}
+
 ensure_postgres() {
   if ! port_open 5432; then
     command -v pg_ctlcluster >/dev/null || apt_install postgresql
@@ -71,6 +88,13 @@ ensure_postgres() {
   fi
 }
 
+# etcd-client (the etcd plugins) compiles etcd's .proto files with protoc in its build script.
+if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
+  apt_install protobuf-compiler
+fi
+# The etcd TLS test makes its CA and certificates with the openssl command.
+command -v openssl >/dev/null || apt_install openssl
+
 for server in $SERVERS; do
   if ! "ensure_$server"; then
     log "server $server is not available"
@@ -78,10 +102,35 @@ for server in $SERVERS; do
   fi
 done
 
+# schemathesis for micro-cli's tests/openapi.rs (the gateway's OpenAPI document fuzzed):
+# a Python virtual environment under the cache, made and filled when missing.
+ensure_schemathesis() {
+  local venv="${MICRO_VENV:-$HOME/.cache/micro/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "python3 -m venv $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  if [ ! -x "$venv/bin/st" ]; then
+    log "pip install schemathesis into $venv"
+    "$venv/bin/python" -m pip install -q schemathesis
+  fi
+  export MICRO_VENV="$venv"
+}
+if ! ensure_schemathesis; then
+  log "schemathesis could not be installed"
+  exit 1
+fi
+
 status=0
-# The nats, postgres and redis features are on so the facade's tests also build and run them.
-log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis,micro/zap,micro/quic,micro/mdns,micro-cli/nats --no-fail-fast $*"
-cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis,micro/zap,micro/quic,micro/mdns,micro-cli/nats --no-fail-fast "$@" \
+# The nats, postgres, redis, zap, etcd, quic and mdns features are on so the facade's tests
+# also build and run them.
+FEATURES=micro/nats,micro/postgres,micro/redis,micro/zap,micro/etcd,micro/quic,micro/mdns,micro-cli/nats
+log "cargo test --workspace --exclude micro-example-plugin --features $FEATURES --no-fail-fast $*"
+cargo test --workspace --exclude micro-example-plugin --features "$FEATURES" --no-fail-fast "$@" \
   || status=$?
 # The example plugin on its own: built this way, micro-core is compiled without its
 # `service` feature, as an out-of-tree plugin sees it.

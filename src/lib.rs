@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 13] = [
+        let features: [(&str, bool); 14] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -39,6 +39,7 @@ pub mod __private {
             ("postgres", cfg!(feature = "postgres")),
             ("redis", cfg!(feature = "redis")),
             ("zap", cfg!(feature = "zap")),
+            ("etcd", cfg!(feature = "etcd")),
             ("quic", cfg!(feature = "quic")),
             ("mdns", cfg!(feature = "mdns")),
         ];
@@ -68,6 +69,8 @@ pub mod __private {
     }
 }
 
+#[cfg(feature = "etcd")]
+pub use micro_etcd as etcd;
 #[cfg(feature = "file")]
 pub use micro_file as file;
 #[cfg(feature = "http")]
@@ -127,6 +130,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_redis::plugins());
     #[cfg(feature = "zap")]
     plugins.extend(micro_zap::plugins());
+    #[cfg(feature = "etcd")]
+    plugins.extend(micro_etcd::plugins());
     #[cfg(feature = "quic")]
     plugins.extend(micro_quic::plugins());
     #[cfg(feature = "mdns")]

@@ -276,7 +276,6 @@ fn every_feature_an_error_names_exists() {
     let declared = declared_features();
     let plugins = micro::plugins();
     for (section, name) in [
-        ("registry", "etcd"),
         ("auth", "jwt"),
         ("registry", "zookeeper"),
         ("broker", "kafka"),

@@ -153,8 +153,8 @@ fn seed_defaults_warn_that_ttl_is_below_interval() {
 #[test]
 fn a_plugin_not_compiled_in_lists_the_compiled_ones_and_the_feature() {
     let err = match micro::Service::builder()
-        .args(["svc", "--registry", "etcd"])
-        .env(with(all_off(), &[("MICRO_REGISTRY_ENABLED", "true")]))
+        .args(["svc", "--auth", "jwt"])
+        .env(with(all_off(), &[("MICRO_AUTH_ENABLED", "true")]))
         .try_build()
     {
         Err(e) => e,
@@ -162,12 +162,12 @@ fn a_plugin_not_compiled_in_lists_the_compiled_ones_and_the_feature() {
     };
     let text = err.to_string();
     assert!(
-        text.contains("\"etcd\"") && text.contains("memory") && text.contains("not available yet"),
+        text.contains("\"jwt\"") && text.contains("not available yet"),
         "{text}"
     );
     assert!(
         !text.contains("Cargo feature"),
-        "no feature brings etcd yet: {text}"
+        "no feature brings jwt yet: {text}"
     );
     let err: micro::Error = err.into();
     assert_eq!(err.code, 400);

@@ -99,6 +99,11 @@ impl Commands {
         Ok(Commands::new(registry, client))
     }
 
+    /// The client the commands call through.
+    pub fn client(&self) -> &Arc<dyn Client> {
+        &self.client
+    }
+
     /// The registry the commands read.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.registry

@@ -50,7 +50,7 @@ pub fn service(versions: &[Service]) -> String {
             out,
             "\nEndpoint: {}\nMetadata: {}\n\nRequest: {}\n\nResponse: {}\n\n",
             endpoint.name,
-            pairs(&endpoint.metadata),
+            pairs(&shown_metadata(&endpoint.metadata)),
             shape(endpoint.request.as_ref()),
             shape(endpoint.response.as_ref()),
         );
@@ -64,6 +64,20 @@ fn version_name(version: &str) -> &str {
     } else {
         version
     }
+}
+
+/// An endpoint's metadata without the JSON Schemas kept beside its shapes (the shapes are
+/// printed as Request/Response).
+fn shown_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let schemas = [
+        micro::schema::REQUEST_SCHEMA,
+        micro::schema::RESPONSE_SCHEMA,
+    ];
+    metadata
+        .iter()
+        .filter(|(k, _)| !schemas.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// `k=v,k=v` in key order.

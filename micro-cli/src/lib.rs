@@ -6,6 +6,7 @@
 //! flags and env vars of every service configure it (`micro --registry=nats list services`,
 //! `MICRO_REGISTRY=nats micro list services`), before or after the command.
 
+pub mod api;
 pub mod commands;
 pub mod dynamic;
 pub mod format;
@@ -86,6 +87,8 @@ pub enum Command {
     },
     /// The interactive mode: these commands at a prompt, with history and completion.
     Cli,
+    /// The HTTP API gateway: `micro api [--handler rpc] [--namespace go.micro.srv]`.
+    Api(api::ApiOptions),
     /// Generate a service crate: `micro new greeter [--type service|function|api|web]
     /// [--plugin registry=nats:broker=nats] [--proto]`.
     New(new::NewArgs),
@@ -216,6 +219,12 @@ pub async fn run(args: Vec<String>, io: &mut Io<'_>) -> i32 {
             Ok(Ok(())) => 0,
             Ok(Err(e)) => fail(&Error::internal(ID, format!("the prompt failed: {e}")), io),
             Err(e) => fail(&Error::internal(ID, format!("the prompt failed: {e}")), io),
+        };
+    }
+    if let Command::Api(options) = cli.command {
+        return match serve_api(commands, options, io).await {
+            Ok(()) => 0,
+            Err(e) => fail(&e, io),
         };
     }
     match execute(&commands, cli.command, io).await {
@@ -353,14 +362,43 @@ pub async fn execute(commands: &Commands, command: Command, io: &mut Io<'_>) -> 
         }
         Command::Dynamic(words) => run_dynamic(commands, &words, io).await?,
         Command::New(args) => new_project(&args, io)?,
-        Command::Cli => {
+        Command::Cli | Command::Api(_) => {
             return Err(Error::bad_request(
                 ID,
-                "the interactive mode runs from `micro cli`",
+                "the interactive mode and the gateway run from the command line (micro cli, micro api)",
             ));
         }
     }
     Ok(())
+}
+
+/// `micro api`: binds, says where, serves until Ctrl-C.
+async fn serve_api(commands: Commands, options: api::ApiOptions, io: &mut Io<'_>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&options.address)
+        .await
+        .map_err(|e| {
+            Error::unavailable(
+                ID,
+                format!(
+                    "cannot listen on {} ({e}): choose another --address",
+                    options.address
+                ),
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::internal(ID, format!("the listening address: {e}")))?;
+    writeln!(io.out, "micro api listening on http://{address}")
+        .and_then(|()| io.out.flush())
+        .map_err(|e| Error::internal(ID, format!("writing the answer: {e}")))?;
+    let gateway = api::Gateway::new(commands, options);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    gateway
+        .serve(listener, shutdown)
+        .await
+        .map_err(|e| Error::internal(ID, format!("the gateway stopped: {e}")))
 }
 
 /// Generates a project in the current directory and says what it wrote and what to run.

@@ -40,6 +40,7 @@
 pub mod broker;
 pub mod codec;
 pub mod events;
+pub mod lock_child;
 pub mod registry;
 pub mod rpc;
 pub mod store;

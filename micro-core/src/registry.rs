@@ -145,6 +145,39 @@ pub trait Registry: Send + Sync + 'static {
     }
 }
 
+/// Groups whole service records, each with the revision it was written at, into one
+/// `Service` per `(name, version)`: nodes merged and sorted by id, metadata and endpoints
+/// from the newest record. For registries that keep a record per node (nats, etcd).
+pub fn group_versions(records: impl IntoIterator<Item = (u64, Service)>) -> Vec<Service> {
+    let mut versions: BTreeMap<(String, String), (u64, Service)> = BTreeMap::new();
+    for (revision, service) in records {
+        let slot = versions
+            .entry((service.name.clone(), service.version.clone()))
+            .or_insert_with(|| {
+                (
+                    0,
+                    Service {
+                        nodes: Vec::new(),
+                        ..service.clone()
+                    },
+                )
+            });
+        if revision > slot.0 {
+            slot.0 = revision;
+            slot.1.metadata = service.metadata.clone();
+            slot.1.endpoints = service.endpoints.clone();
+        }
+        merge_nodes(&mut slot.1.nodes, &service.nodes);
+    }
+    versions
+        .into_values()
+        .map(|(_, mut service)| {
+            service.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+            service
+        })
+        .collect()
+}
+
 /// Merges `incoming` nodes into `existing` (same id replaces); used by registries that keep
 /// whole service records.
 pub fn merge_nodes(existing: &mut Vec<Node>, incoming: &[Node]) {

@@ -255,11 +255,16 @@ impl<T> Default for Probe<T> {
 pub trait ShapeOf {
     /// The shape.
     fn shape(&self) -> Option<Value>;
+    /// The JSON Schema, as text.
+    fn json_schema(&self) -> Option<String>;
 }
 
 impl<T: JsonSchema> ShapeOf for Probe<T> {
     fn shape(&self) -> Option<Value> {
         value_of::<T>()
+    }
+    fn json_schema(&self) -> Option<String> {
+        json_schema_of::<T>()
     }
 }
 
@@ -270,6 +275,25 @@ pub trait NoShape {
     fn shape(&self) -> Option<Value> {
         None
     }
+    /// No schema.
+    fn json_schema(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The endpoint metadata key holding the request's JSON Schema (see [`json_schema_of`]).
+pub const REQUEST_SCHEMA: &str = "request_schema";
+/// The endpoint metadata key holding the response's JSON Schema.
+pub const RESPONSE_SCHEMA: &str = "response_schema";
+
+/// `T`'s JSON Schema (schemars, draft 2020-12, its definitions under `$defs`) as compact
+/// JSON text, kept in endpoint metadata beside the go-micro shape: the go-micro tree loses
+/// required fields, enum variants and docs, the schema keeps them (the API gateway's OpenAPI
+/// document is built from it). `None` for `()` and for types that accept anything.
+pub fn json_schema_of<T: JsonSchema + ?Sized>() -> Option<String> {
+    value_of::<T>()?;
+    let schema = SchemaGenerator::default().into_root_schema_for::<T>();
+    serde_json::to_string(schema.as_value()).ok()
 }
 
 impl<T> NoShape for &Probe<T> {}

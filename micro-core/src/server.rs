@@ -314,6 +314,21 @@ impl Handler {
         self.endpoint.response = response;
         self
     }
+
+    /// Keeps the request's and response's JSON Schemas (text) in the endpoint's metadata,
+    /// under [`schema::REQUEST_SCHEMA`](crate::schema::REQUEST_SCHEMA) and
+    /// [`schema::RESPONSE_SCHEMA`](crate::schema::RESPONSE_SCHEMA).
+    pub fn with_schemas(mut self, request: Option<String>, response: Option<String>) -> Self {
+        for (key, schema) in [
+            (crate::schema::REQUEST_SCHEMA, request),
+            (crate::schema::RESPONSE_SCHEMA, response),
+        ] {
+            if let Some(schema) = schema {
+                self.endpoint.metadata.insert(key.to_string(), schema);
+            }
+        }
+        self
+    }
 }
 
 impl Subscription {

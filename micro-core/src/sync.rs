@@ -1,6 +1,6 @@
 //! Distributed coordination: locks with a TTL and a wait limit, and leader election.
 
-use crate::Result;
+use crate::{Error, Result};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -56,4 +56,27 @@ pub trait Sync: Send + std::marker::Sync + 'static {
     async fn unlock(&self, id: &str) -> Result<()>;
     /// Becomes leader of election `id`, waiting until the current leader resigns or dies.
     async fn leader(&self, id: &str, options: LeaderOptions) -> Result<Box<dyn Leader>>;
+}
+
+/// The 400 of a sync plugin (error id `error_id`) for an empty lock or election id (`what`:
+/// `lock` or `election`).
+pub fn check_id(error_id: &str, id: &str, what: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::bad_request(
+            error_id,
+            format!("{what} id is empty: give a name"),
+        ));
+    }
+    Ok(())
+}
+
+/// The 400 of a sync plugin for a zero ttl (`what`: `lock` or `leader`).
+pub fn check_ttl(error_id: &str, ttl: Option<Duration>, what: &str) -> Result<()> {
+    if ttl.is_some_and(|t| t.is_zero()) {
+        return Err(Error::bad_request(
+            error_id,
+            format!("{what} ttl must be longer than zero (or none for the default)"),
+        ));
+    }
+    Ok(())
 }

@@ -43,6 +43,12 @@ pub struct AxumCaller {
 impl AxumCaller {
     /// A client of the server at `addr` (`127.0.0.1:port`).
     pub async fn connect(addr: &str) -> Result<Self, BoxError> {
+        Self::connect_path(addr, "/echo").await
+    }
+
+    /// A client posting the echo body to `path` of the server at `addr` (e.g. the API
+    /// gateway's route to a micro echo service).
+    pub async fn connect_path(addr: &str, path: &str) -> Result<Self, BoxError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -54,7 +60,7 @@ impl AxumCaller {
         })?;
         Ok(AxumCaller {
             client,
-            uri: format!("http://{addr}/echo").parse()?,
+            uri: format!("http://{addr}{path}").parse()?,
             body: Bytes::from(body),
         })
     }

@@ -55,14 +55,16 @@ impl Stored {
 
     /// The stored bytes.
     pub fn encode(&self) -> Result<Bytes, String> {
-        let metadata = serde_json::to_vec(&self.metadata).map_err(|e| e.to_string())?;
-        let len = u32::try_from(metadata.len())
-            .map_err(|_| format!("metadata of {} bytes is too large", metadata.len()))?;
-        let mut out = Vec::with_capacity(HEADER + metadata.len() + self.value.len());
+        // The metadata is written in place, its length patched in after.
+        let mut out = Vec::with_capacity(HEADER + 2 + self.value.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.expires_ms.unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&metadata);
+        out.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut out, &self.metadata).map_err(|e| e.to_string())?;
+        let written = out.len() - HEADER;
+        let len = u32::try_from(written)
+            .map_err(|_| format!("metadata of {written} bytes is too large"))?;
+        out[12..HEADER].copy_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&self.value);
         Ok(out.into())
     }

@@ -106,6 +106,16 @@ impl Names<'_> {
             (&#p::schema::Probe::<#ty>::new()).shape()
         })
     }
+
+    /// The JSON Schema text of `ty` (`None` when it does not implement `JsonSchema`).
+    fn json_schema(&self, ty: &Type) -> TokenStream {
+        let p = &self.p;
+        quote!({
+            #[allow(unused_imports)]
+            use #p::schema::{NoShape as _, ShapeOf as _};
+            (&#p::schema::Probe::<#ty>::new()).json_schema()
+        })
+    }
 }
 
 pub(super) fn generate(service: &Service, micro: &TokenStream) -> TokenStream {
@@ -300,6 +310,8 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
     let result = names.wire_result(method.response.stream, call);
     let req_shape = names.shape(&method.request.ty);
     let resp_shape = names.shape(&method.response.ty);
+    let req_schema = names.json_schema(&method.request.ty);
+    let resp_schema = names.json_schema(&method.response.ty);
     let description = (!method.doc.is_empty()).then(|| {
         let doc = &method.doc;
         quote!(.with_metadata("description", #doc))
@@ -315,6 +327,7 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
             },
         )
         .with_shapes(#req_shape, #resp_shape)
+        .with_schemas(#req_schema, #resp_schema)
         #description
         #idempotent
     }}

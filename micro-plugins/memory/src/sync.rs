@@ -7,7 +7,7 @@
 //! so the lease lapses after `ttl` and a waiting candidate takes over.
 
 use async_trait::async_trait;
-use micro_core::sync::{Leader, LeaderOptions, LockOptions};
+use micro_core::sync::{self, Leader, LeaderOptions, LockOptions};
 use micro_core::{Error, Plugin, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,26 +63,6 @@ impl MemorySync {
     }
 }
 
-fn check_id(id: &str, what: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} id is empty: give a name"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_ttl(ttl: Option<Duration>, what: &str) -> Result<()> {
-    if ttl.is_some_and(|t| t.is_zero()) {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} ttl must be longer than zero (or none)"),
-        ));
-    }
-    Ok(())
-}
-
 /// Sleeps until `at`, or forever when `None`.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -98,8 +78,8 @@ impl micro_core::sync::Sync for MemorySync {
     }
 
     async fn lock(&self, id: &str, options: LockOptions) -> Result<()> {
-        check_id(id, "lock")?;
-        check_ttl(options.ttl, "lock")?;
+        sync::check_id(ID, id, "lock")?;
+        sync::check_ttl(ID, options.ttl, "lock")?;
         let give_up = options.wait.and_then(|w| Instant::now().checked_add(w));
         loop {
             let freed = self.inner.freed.notified();
@@ -150,8 +130,8 @@ impl micro_core::sync::Sync for MemorySync {
     }
 
     async fn leader(&self, id: &str, options: LeaderOptions) -> Result<Box<dyn Leader>> {
-        check_id(id, "election")?;
-        check_ttl(options.ttl, "leader")?;
+        sync::check_id(ID, id, "election")?;
+        sync::check_ttl(ID, options.ttl, "leader")?;
         let ttl = options.ttl.unwrap_or(DEFAULT_LEADER_TTL);
         let token = loop {
             let freed = self.inner.freed.notified();

@@ -39,7 +39,6 @@ use micro_core::logger::Logger;
 use micro_core::middleware::RpcLayer;
 use micro_core::registry::{RegisterOptions, Registry, Service, WatchOptions, Watcher};
 use micro_core::{Error, Plugin, Result};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::OnceCell;
@@ -259,34 +258,9 @@ fn read_failed(bucket: &str, e: impl std::fmt::Display) -> Error {
 /// Groups records into one `Service` per `(name, version)`, nodes sorted by id; metadata
 /// and endpoints come from the newest record.
 pub(crate) fn group(records: impl IntoIterator<Item = Stored>) -> Vec<Service> {
-    let mut versions: BTreeMap<(String, String), (u64, Service)> = BTreeMap::new();
-    for stored in records {
-        let service = &stored.record.service;
-        let slot = versions
-            .entry((service.name.clone(), service.version.clone()))
-            .or_insert_with(|| {
-                (
-                    0,
-                    Service {
-                        nodes: Vec::new(),
-                        ..service.clone()
-                    },
-                )
-            });
-        if stored.revision > slot.0 {
-            slot.0 = stored.revision;
-            slot.1.metadata = service.metadata.clone();
-            slot.1.endpoints = service.endpoints.clone();
-        }
-        micro_core::registry::merge_nodes(&mut slot.1.nodes, &service.nodes);
-    }
-    versions
-        .into_values()
-        .map(|(_, mut service)| {
-            service.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-            service
-        })
-        .collect()
+    micro_core::registry::group_versions(
+        records.into_iter().map(|s| (s.revision, s.record.service)),
+    )
 }
 
 #[async_trait::async_trait]

@@ -77,6 +77,10 @@ impl Connector {
     /// The shared, reconnecting connection, made on first use; a first connect that fails
     /// is an error naming the address (the next call tries again).
     pub async fn connection(&self) -> Result<ConnectionManager> {
+        // The common case, once connected: no client clone, no future to poll.
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager.clone());
+        }
         let client = self.client()?;
         self.manager
             .get_or_try_init(|| async {

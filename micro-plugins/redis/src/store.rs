@@ -37,6 +37,8 @@ const MGET_BATCH: usize = 500;
 struct Inner {
     connector: Connector,
     defaults: Scope,
+    /// `scope_prefix(defaults)`, made once: most operations use the default scope.
+    default_prefix: String,
     logger: Logger,
 }
 
@@ -100,6 +102,7 @@ impl RedisStore {
         RedisStore {
             inner: Arc::new(Inner {
                 connector,
+                default_prefix: scope_prefix(&defaults),
                 defaults,
                 logger,
             }),
@@ -109,6 +112,19 @@ impl RedisStore {
     /// The default scope.
     pub fn defaults(&self) -> &Scope {
         &self.inner.defaults
+    }
+
+    /// The Redis key of `key` in `scope` (its empty parts from the defaults).
+    fn key_in(&self, scope: &Scope, key: &str) -> String {
+        if scope.database.is_empty() && scope.table.is_empty() {
+            let prefix = &self.inner.default_prefix;
+            let mut full = String::with_capacity(prefix.len() + key.len());
+            full.push_str(prefix);
+            full.push_str(key);
+            full
+        } else {
+            redis_key(&scope.or(&self.inner.defaults), key)
+        }
     }
 
     fn failed(&self, what: &str, e: &redis::RedisError) -> Error {
@@ -198,8 +214,8 @@ impl Store for RedisStore {
     }
 
     async fn read(&self, key: &str, options: ReadOptions) -> Result<Vec<Record>> {
-        let scope = options.scope.or(&self.inner.defaults);
         if options.prefix || options.suffix {
+            let scope = options.scope.or(&self.inner.defaults);
             let prefix = if options.prefix { key } else { "" };
             let found = self.scan(&scope, prefix).await?;
             let now = now_ms();
@@ -211,30 +227,31 @@ impl Store for RedisStore {
                 .map(|(k, stored)| stored.into_record(k, now))
                 .collect());
         }
-        let full = redis_key(&scope, key);
+        let full = self.key_in(&options.scope, key);
         let mut con = self.inner.connector.connection().await?;
         let value: Option<Vec<u8>> = redis::cmd("GET")
             .arg(&full)
             .query_async(&mut con)
             .await
             .map_err(|e| self.failed(&format!("read key {key:?}"), &e))?;
+        let missing =
+            || micro_core::store::not_found(ID, key, &options.scope.or(&self.inner.defaults));
         let Some(value) = value else {
-            return Err(micro_core::store::not_found(ID, key, &scope));
+            return Err(missing());
         };
         let now = now_ms();
         match Stored::decode(&Bytes::from(value)) {
             Ok(stored) if stored.live(now) => Ok(vec![stored.into_record(key.to_string(), now)]),
-            Ok(_) => Err(micro_core::store::not_found(ID, key, &scope)),
+            Ok(_) => Err(missing()),
             Err(why) => {
                 self.warn_foreign(&full, &why);
-                Err(micro_core::store::not_found(ID, key, &scope))
+                Err(missing())
             }
         }
     }
 
     async fn write(&self, record: Record, options: WriteOptions) -> Result<()> {
-        let scope = options.scope.or(&self.inner.defaults);
-        let full = redis_key(&scope, &record.key);
+        let full = self.key_in(&options.scope, &record.key);
         let ttl = options.ttl.or(record.expiry);
         let now = now_ms();
         let (expires_ms, px) = match ttl {
@@ -290,10 +307,9 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, key: &str, options: DeleteOptions) -> Result<()> {
-        let scope = options.scope.or(&self.inner.defaults);
         let mut con = self.inner.connector.connection().await?;
         let _: i64 = redis::cmd("DEL")
-            .arg(redis_key(&scope, key))
+            .arg(self.key_in(&options.scope, key))
             .query_async(&mut con)
             .await
             .map_err(|e| self.failed(&format!("delete key {key:?}"), &e))?;

@@ -16,7 +16,7 @@
 use crate::Connector;
 use async_trait::async_trait;
 use micro_core::config::SyncConfig;
-use micro_core::sync::{Leader, LeaderOptions, LockOptions};
+use micro_core::sync::{self, Leader, LeaderOptions, LockOptions};
 use micro_core::{Error, Plugin, Result};
 use redis::Script;
 use std::collections::HashMap;
@@ -134,26 +134,6 @@ pub fn leader_key(id: &str) -> String {
     format!("micro:leader:{id}")
 }
 
-fn check_id(id: &str, what: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} id is empty: give a name"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_ttl(ttl: Option<Duration>, what: &str) -> Result<()> {
-    if ttl.is_some_and(|t| t.is_zero()) {
-        return Err(Error::bad_request(
-            ID,
-            format!("{what} ttl must be longer than zero (or none for the default)"),
-        ));
-    }
-    Ok(())
-}
-
 /// Locks and leader election on a Redis server. Clones share the connection and the tokens
 /// of the locks taken; two values made with [`RedisSync::new`] are two separate holders.
 #[derive(Clone)]
@@ -190,8 +170,8 @@ impl RedisSync {
     /// Becomes leader of election `id`, waiting until the current leader resigns or its
     /// lease lapses; the concrete [`RedisLeader`], which can signal the loss of leadership.
     pub async fn elect(&self, id: &str, options: LeaderOptions) -> Result<RedisLeader> {
-        check_id(id, "election")?;
-        check_ttl(options.ttl, "leader")?;
+        sync::check_id(ID, id, "election")?;
+        sync::check_ttl(ID, options.ttl, "leader")?;
         let ttl = options.ttl.unwrap_or(DEFAULT_LEADER_TTL);
         let key = leader_key(id);
         let token = self.inner.token();
@@ -236,8 +216,8 @@ impl micro_core::sync::Sync for RedisSync {
     }
 
     async fn lock(&self, id: &str, options: LockOptions) -> Result<()> {
-        check_id(id, "lock")?;
-        check_ttl(options.ttl, "lock")?;
+        sync::check_id(ID, id, "lock")?;
+        sync::check_ttl(ID, options.ttl, "lock")?;
         let ttl = options.ttl.unwrap_or(DEFAULT_LOCK_TTL);
         let give_up = options.wait.and_then(|w| Instant::now().checked_add(w));
         let key = lock_key(id);

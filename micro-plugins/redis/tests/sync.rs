@@ -8,12 +8,13 @@
 mod common;
 
 use common::redis_address;
+use micro_conformance::lock_child;
 use micro_conformance::support::{DEADLINE, unique};
 use micro_core::sync::{Leader, LeaderOptions, LockOptions, Sync};
 use micro_redis::sync::{leader_key, lock_key};
 use micro_redis::{Connector, RedisSync};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,58 +128,22 @@ async fn bad_ids_and_ttls_are_clear_errors() {
     assert_eq!(err.code, 400, "{err}");
 }
 
-/// Child mode: takes the lock named by `MICRO_REDIS_SYNC_CHILD` without waiting (ttl from
-/// `MICRO_REDIS_SYNC_TTL_MS`), prints `SYNC_CHILD HELD` or `SYNC_CHILD BUSY`, and, holding it,
-/// waits for its stdin to close before unlocking.
+/// Child mode (see `micro_conformance::lock_child`): takes the lock it was started for.
 #[tokio::test]
 async fn sync_child() {
-    let Ok(id) = std::env::var("MICRO_REDIS_SYNC_CHILD") else {
-        return;
-    };
-    let ttl = std::env::var("MICRO_REDIS_SYNC_TTL_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::from_secs(60), Duration::from_millis);
-    let sync = fresh();
-    match sync.lock(&id, options(ttl, Duration::ZERO)).await {
-        Ok(()) => {
-            println!("SYNC_CHILD HELD");
-            std::io::stdout().flush().unwrap();
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
-            })
-            .await
-            .unwrap();
-            sync.unlock(&id).await.unwrap();
-        }
-        Err(e) if e.code == 408 => println!("SYNC_CHILD BUSY"),
-        Err(e) => println!("SYNC_CHILD FAILED {e}"),
+    if let Some((id, ttl)) = lock_child::requested() {
+        lock_child::lock_child(Arc::new(fresh()), &id, ttl).await;
     }
-    std::io::stdout().flush().unwrap();
 }
 
 /// Starts a child contending for lock `id`; its outcome line.
 fn start_child(id: &str, ttl_ms: u64) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sync_child", "--nocapture", "--test-threads=1"])
-        .env("MICRO_REDIS_SYNC_CHILD", id)
-        .env("MICRO_REDIS_SYNC_TTL_MS", ttl_ms.to_string())
-        .env("MICRO_TEST_REDIS", redis_address())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the test binary runs again as a child");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    // libtest prints `test sync_child ... ` first, on the same line.
-    let outcome = lines
-        .find_map(|l| l.split_once("SYNC_CHILD ").map(|(_, o)| o.to_string()))
-        .unwrap_or_else(|| "no outcome".to_string());
-    // Keep reading, so the child's last lines never meet a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, outcome)
+    lock_child::start_lock_child(
+        "sync_child",
+        id,
+        ttl_ms,
+        &[("MICRO_TEST_REDIS", redis_address())],
+    )
 }
 
 #[tokio::test]

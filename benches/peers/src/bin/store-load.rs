@@ -97,18 +97,27 @@ trait Target: Send + Sync {
 /// A micro store under a scope of its own.
 struct MicroStore {
     store: Arc<dyn Store>,
-    scope: Scope,
+    /// The scope of each operation; `None` = the store's default scope (redis and postgres
+    /// are made with the benchmark's scope as their default, as a service configures them
+    /// with `store.database`/`store.table`).
+    scope: Option<Scope>,
+}
+
+impl MicroStore {
+    fn scope(&self) -> Scope {
+        self.scope.clone().unwrap_or_default()
+    }
 }
 
 #[async_trait::async_trait]
 impl Target for MicroStore {
     async fn write(&self, key: &str, value: Bytes) -> Result<(), BoxError> {
-        let options = WriteOptions::default().scope(self.scope.clone());
+        let options = WriteOptions::default().scope(self.scope());
         Ok(self.store.write(Record::new(key, value), options).await?)
     }
 
     async fn read(&self, key: &str) -> Result<(), BoxError> {
-        let options = ReadOptions::default().scope(self.scope.clone());
+        let options = ReadOptions::default().scope(self.scope());
         let found = self.store.read(key, options).await?;
         if found.len() != 1 {
             return Err(format!("read {key}: {} records", found.len()).into());
@@ -117,9 +126,7 @@ impl Target for MicroStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<usize, BoxError> {
-        let options = ListOptions::default()
-            .scope(self.scope.clone())
-            .prefix(prefix);
+        let options = ListOptions::default().scope(self.scope()).prefix(prefix);
         Ok(self.store.list(options).await?.len())
     }
 }
@@ -326,11 +333,11 @@ async fn run(system: &str, options: &Options, round: usize) -> Result<[f64; 3], 
     let target: Arc<dyn Target> = match system {
         "memory" => Arc::new(MicroStore {
             store: Arc::new(micro::memory::MemoryStore::new()),
-            scope: Scope::new(&name, "bench"),
+            scope: Some(Scope::new(&name, "bench")),
         }),
         "file" => Arc::new(MicroStore {
             store: Arc::new(micro::file::FileStore::open(dir.path())?),
-            scope: Scope::new(&name, "bench"),
+            scope: Some(Scope::new(&name, "bench")),
         }),
         "postgres" => {
             let options_pg = micro::postgres::store::PostgresStoreOptions::default();
@@ -342,11 +349,9 @@ async fn run(system: &str, options: &Options, round: usize) -> Result<[f64; 3], 
             let scope = Scope::new(&name, "bench");
             Arc::new(MicroStore {
                 store: Arc::new(micro::postgres::PostgresStore::new(
-                    connector,
-                    scope.clone(),
-                    options_pg,
+                    connector, scope, options_pg,
                 )),
-                scope,
+                scope: None,
             })
         }
         "redis" => Arc::new(MicroStore {
@@ -354,7 +359,7 @@ async fn run(system: &str, options: &Options, round: usize) -> Result<[f64; 3], 
                 micro::redis::Connector::new(std::slice::from_ref(&options.redis), "store"),
                 Scope::new(&name, "bench"),
             )),
-            scope: Scope::new(&name, "bench"),
+            scope: None,
         }),
         "raw-redis" => Arc::new(RawRedis {
             connection: redis::aio::ConnectionManager::new(redis::Client::open(
