@@ -5,7 +5,7 @@ use crate::options::MdnsRegistryOptions;
 use crate::{ERROR_ID, SERVICE_TYPE, record};
 use micro_core::logger::Logger;
 use micro_core::registry::{
-    Action, RegisterOptions, Registry, Service, WatchEvent, WatchOptions, Watcher,
+    Action, RegisterOptions, Registry, Service, WatchEvent, WatchOptions, Watcher, group_versions,
 };
 use micro_core::{Error, Result};
 use std::collections::HashMap;
@@ -26,8 +26,11 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Every node known, by its mDNS instance full name; each a one-node service record.
-    nodes: HashMap<String, Service>,
+    /// Every node known, by its mDNS instance full name; each a one-node service record,
+    /// with the revision it was last changed at (newest record's metadata wins a version).
+    nodes: HashMap<String, (u64, Service)>,
+    /// The last revision given out.
+    revision: u64,
     /// This process's registrations: full name → generation (bumped by each register, so
     /// a TTL timer knows whether it was refreshed meanwhile).
     own: HashMap<String, u64>,
@@ -51,11 +54,17 @@ impl Shared {
     fn upsert(&self, fullname: &str, service: Service) {
         let action = {
             let mut state = self.lock();
-            match state.nodes.insert(fullname.to_string(), service.clone()) {
-                Some(old) if old == service => return,
+            let action = match state.nodes.get(fullname) {
+                Some((_, old)) if *old == service => return,
                 Some(_) => Action::Update,
                 None => Action::Create,
-            }
+            };
+            state.revision += 1;
+            let revision = state.revision;
+            state
+                .nodes
+                .insert(fullname.to_string(), (revision, service.clone()));
+            action
         };
         self.emit(action, service);
     }
@@ -63,7 +72,7 @@ impl Shared {
     /// Forgets the node under `fullname`; Delete with the node if it was known.
     fn remove(&self, fullname: &str) {
         let removed = self.lock().nodes.remove(fullname);
-        if let Some(service) = removed {
+        if let Some((_, service)) = removed {
             self.emit(Action::Delete, service);
         }
     }
@@ -192,21 +201,6 @@ fn port(address: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Services grouped by (name, version), nodes merged.
-fn group<'a>(nodes: impl Iterator<Item = &'a Service>) -> Vec<Service> {
-    let mut out: Vec<Service> = Vec::new();
-    for node in nodes {
-        match out
-            .iter_mut()
-            .find(|s| s.name == node.name && s.version == node.version)
-        {
-            Some(service) => micro_core::registry::merge_nodes(&mut service.nodes, &node.nodes),
-            None => out.push(node.clone()),
-        }
-    }
-    out
-}
-
 #[async_trait::async_trait]
 impl Registry for MdnsRegistry {
     fn name(&self) -> &str {
@@ -223,7 +217,8 @@ impl Registry for MdnsRegistry {
             let fullname = format!("{name}.{SERVICE_TYPE}");
             let known = {
                 let state = self.shared.lock();
-                state.own.contains_key(&fullname) && state.nodes.get(&fullname) == Some(&single)
+                state.own.contains_key(&fullname)
+                    && state.nodes.get(&fullname).map(|(_, s)| s) == Some(&single)
             };
             if !known {
                 let strings = record::encode(&single)
@@ -285,7 +280,13 @@ impl Registry for MdnsRegistry {
     async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
         let services = {
             let state = self.shared.lock();
-            group(state.nodes.values().filter(|s| s.name == name))
+            group_versions(
+                state
+                    .nodes
+                    .values()
+                    .filter(|(_, s)| s.name == name)
+                    .cloned(),
+            )
         };
         if services.is_empty() {
             return Err(Error::not_found(
@@ -298,7 +299,7 @@ impl Registry for MdnsRegistry {
 
     async fn list_services(&self) -> Result<Vec<Service>> {
         let state = self.shared.lock();
-        Ok(group(state.nodes.values()))
+        Ok(group_versions(state.nodes.values().cloned()))
     }
 
     async fn watch(&self, options: WatchOptions) -> Result<Watcher> {
