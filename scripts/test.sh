@@ -126,9 +126,9 @@ if ! ensure_schemathesis; then
 fi
 
 status=0
-# The nats, postgres, redis, zap and etcd features are on so the facade's tests also build and run
-# them.
-FEATURES=micro/nats,micro/postgres,micro/redis,micro/zap,micro/etcd,micro-cli/nats
+# The nats, postgres, redis, zap, etcd, quic and mdns features are on so the facade's tests
+# also build and run them.
+FEATURES=micro/nats,micro/postgres,micro/redis,micro/zap,micro/etcd,micro/quic,micro/mdns,micro-cli/nats
 log "cargo test --workspace --exclude micro-example-plugin --features $FEATURES --no-fail-fast $*"
 cargo test --workspace --exclude micro-example-plugin --features "$FEATURES" --no-fail-fast "$@" \
   || status=$?

@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 12] = [
+        let features: [(&str, bool); 14] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -40,6 +40,8 @@ pub mod __private {
             ("redis", cfg!(feature = "redis")),
             ("zap", cfg!(feature = "zap")),
             ("etcd", cfg!(feature = "etcd")),
+            ("quic", cfg!(feature = "quic")),
+            ("mdns", cfg!(feature = "mdns")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -75,6 +77,9 @@ pub use micro_file as file;
 pub use micro_http as http;
 #[cfg(feature = "local")]
 pub use micro_local as local;
+/// The mDNS registry: crate `micro-mdns`, feature `mdns`.
+#[cfg(feature = "mdns")]
+pub use micro_mdns as mdns;
 #[cfg(feature = "memory")]
 pub use micro_memory as memory;
 #[cfg(feature = "mucp")]
@@ -83,6 +88,9 @@ pub use micro_mucp as mucp;
 pub use micro_nats as nats;
 #[cfg(feature = "postgres")]
 pub use micro_postgres as postgres;
+/// The QUIC transport: crate `micro-quic`, feature `quic`.
+#[cfg(feature = "quic")]
+pub use micro_quic as quic;
 #[cfg(feature = "redis")]
 pub use micro_redis as redis;
 /// The registry-cache selector (`random`, `roundrobin`): crate `micro-selector`, feature
@@ -124,6 +132,10 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_zap::plugins());
     #[cfg(feature = "etcd")]
     plugins.extend(micro_etcd::plugins());
+    #[cfg(feature = "quic")]
+    plugins.extend(micro_quic::plugins());
+    #[cfg(feature = "mdns")]
+    plugins.extend(micro_mdns::plugins());
     plugins
 }
 

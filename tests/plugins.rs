@@ -276,8 +276,7 @@ fn every_feature_an_error_names_exists() {
     let declared = declared_features();
     let plugins = micro::plugins();
     for (section, name) in [
-        ("registry", "mdns"),
-        ("transport", "quic"),
+        ("auth", "jwt"),
         ("registry", "zookeeper"),
         ("broker", "kafka"),
     ] {

@@ -156,7 +156,7 @@ macro_rules! plugins {
 plugins! {
     Registry "memory" => "memory" Available,
     Registry "local" => "local" Available,
-    Registry "mdns" => "mdns" Planned,
+    Registry "mdns" => "mdns" Available,
     Registry "nats" => "nats" Available,
     Registry "etcd" => "etcd" Available,
     Selector "random" => "selector" Available,
@@ -167,7 +167,7 @@ plugins! {
     Transport "http" => "http" Available,
     Transport "nats" => "nats" Available,
     Transport "grpc" => "grpc" Planned,
-    Transport "quic" => "quic" Planned,
+    Transport "quic" => "quic" Available,
     Broker "memory" => "memory" Available,
     Broker "http" => "http" Available,
     Broker "nats" => "nats" Available,
@@ -253,10 +253,7 @@ mod tests {
                 assert!(!(a.kind == b.kind && a.name == b.name), "{a:?} twice");
             }
         }
-        assert_eq!(
-            find("registry", "mdns").map(|p| p.status),
-            Some(Status::Planned)
-        );
+        assert_eq!(find("auth", "jwt").map(|p| p.status), Some(Status::Planned));
         assert_eq!(
             find("selector", "cache").map(|p| p.feature),
             Some("selector")

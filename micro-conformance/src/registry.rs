@@ -417,6 +417,33 @@ pub async fn check_watch_filter(r: Arc<dyn Registry>) {
     }
 }
 
+/// One case of the suite: takes a fresh registry, panics when the registry fails the check.
+pub type Case = fn(Arc<dyn Registry>) -> futures::future::BoxFuture<'static, ()>;
+
+/// Every case of [`registry_suite!`](crate::registry_suite), by name, for test runners that
+/// cannot use `#[tokio::test]` (the mdns registry's tests run inside a private network
+/// namespace from a runner of their own). The same cases as the macro, in its order.
+pub fn cases() -> Vec<(&'static str, Case)> {
+    macro_rules! cases {
+        ($($case:ident),* $(,)?) => {
+            vec![$((stringify!($case), (|r| Box::pin($case(r))) as Case)),*]
+        };
+    }
+    cases![
+        check_register_get,
+        check_versions,
+        check_list,
+        check_register_replaces,
+        check_deregister,
+        check_get_unknown,
+        check_ttl_expiry,
+        check_ttl_refresh,
+        check_watch_create_delete,
+        check_watch_expiry,
+        check_watch_filter,
+    ]
+}
+
 /// One `#[tokio::test]` per case of the registry suite, each against a fresh registry from the
 /// factory (see the [crate] documentation for the three forms).
 ///
@@ -444,4 +471,25 @@ macro_rules! registry_suite {
             check_watch_filter,
         ] $($input)*);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::cases`] lists exactly the cases of the `registry_suite!` macro.
+    #[test]
+    fn cases_match_the_macro() {
+        let source = include_str!("registry.rs");
+        let start = source
+            .find("component registry [")
+            .expect("the macro's case list");
+        let list = &source[start..];
+        let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+        let in_macro: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let listed: Vec<&str> = super::cases().iter().map(|(name, _)| *name).collect();
+        assert_eq!(listed, in_macro);
+    }
 }

@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | `mucp-tcp` | micro's default RPC over the `tcp` transport, JSON body | one (`client.pool_size = 1`) |
 //! | `mucp-http` | micro's default RPC over the `http` transport, JSON body | one (`client.pool_size = 1`) |
+//! | `mucp-quic` | micro's default RPC over the `quic` transport (development certificate; the client skips verification), JSON body | one QUIC connection, one stream per call |
 //! | `tonic` | gRPC unary echo, protobuf `string` | one HTTP/2 connection |
 //! | `raw-tcp` | `u32` BE length + `u64` BE request id + bytes | one, multiplexed by id |
 //! | `axum` | HTTP/1.1 `POST /echo` with `{"data": ...}` | keep-alive pool, up to one per in-flight call |
@@ -48,6 +49,8 @@ pub enum System {
     MucpTcp,
     /// micro's mucp over the http transport.
     MucpHttp,
+    /// micro's mucp over the quic transport.
+    MucpQuic,
     /// Raw async-nats request/reply echo.
     RawNats,
     /// micro's mucp over the nats transport.
@@ -56,12 +59,13 @@ pub enum System {
 
 impl System {
     /// Every system, in run order.
-    pub const ALL: [System; 7] = [
+    pub const ALL: [System; 8] = [
         System::RawTcp,
         System::Tonic,
         System::Axum,
         System::MucpTcp,
         System::MucpHttp,
+        System::MucpQuic,
         System::RawNats,
         System::MucpNats,
     ];
@@ -74,6 +78,7 @@ impl System {
             System::Axum => "axum",
             System::MucpTcp => "mucp-tcp",
             System::MucpHttp => "mucp-http",
+            System::MucpQuic => "mucp-quic",
             System::RawNats => "raw-nats",
             System::MucpNats => "mucp-nats",
         }

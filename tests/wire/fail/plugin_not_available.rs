@@ -1,8 +1,8 @@
-// The YAML names the mdns registry, which no release has yet.
+// The YAML names the jwt auth plugin, which no release has yet.
 #[derive(micro::Wire)]
 #[wire(config = "plugin_not_available.yaml")]
 struct App {
-    registry: micro::Registry,
+    auth: micro::Auth,
 }
 
 fn main() {}

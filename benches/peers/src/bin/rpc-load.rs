@@ -44,7 +44,7 @@ const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
 
 const USAGE: &str = "usage: rpc-load [--systems a,b,..] [--concurrency 1,16,64] [--secs 5] \
 [--warmup 1] [--rounds 1] [--connect ADDR] | --serve SYSTEM
-systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http, raw-nats, mucp-nats
+systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http, mucp-quic, raw-nats, mucp-nats
 (the nats systems use the NATS server at NATS_URL, default nats://127.0.0.1:4222)";
 
 struct Options {
@@ -180,10 +180,11 @@ async fn serve(system: System) -> Result<(), BoxError> {
             ended = server => Err(format!("server ended: {:?}", ended?.err()).into()),
         };
     }
-    if let System::MucpTcp | System::MucpHttp | System::MucpNats = system {
+    if let System::MucpTcp | System::MucpHttp | System::MucpQuic | System::MucpNats = system {
         let transport = match system {
             System::MucpTcp => "tcp",
             System::MucpHttp => "http",
+            System::MucpQuic => "quic",
             _ => "nats",
         };
         let (service, addr) = micro_echo::serve(transport).await?;
@@ -299,6 +300,10 @@ async fn measure_system(
         }
         System::MucpHttp => {
             let caller = MicroCaller::connect("http", addr).await?;
+            points(system, caller, options).await
+        }
+        System::MucpQuic => {
+            let caller = MicroCaller::connect("quic", addr).await?;
             points(system, caller, options).await
         }
         System::RawNats => points(system, RawNatsCaller::connect(addr).await?, options).await,
