@@ -18,7 +18,6 @@
 use micro_core::Plugin;
 use micro_core::config::LoggerConfig;
 use micro_core::logger::LogOutput;
-use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
@@ -40,16 +39,11 @@ pub fn dispatch(config: &LoggerConfig, level: LevelFilter, output: LogOutput) ->
     if !config.enabled || level == LevelFilter::OFF {
         return Dispatch::none();
     }
-    let fields = config
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
         .with_writer(Output(output))
-        .event_format(ZapFormat { fields })
+        .event_format(ZapFormat::new(&config.fields))
         .finish();
     Dispatch::new(subscriber)
 }
@@ -64,9 +58,27 @@ impl<'a> MakeWriter<'a> for Output {
     }
 }
 
-/// Formats each event as one JSON object.
+/// Formats each event as one JSON object, written straight to the line (no JSON tree is
+/// built: the keys come out in zap's order, `level`, `ts`, `caller`, `msg`, then fields).
 struct ZapFormat {
-    fields: Map<String, Value>,
+    /// The section's fields: (key, `,"key":"value"` already escaped).
+    fields: Vec<(String, String)>,
+}
+
+impl ZapFormat {
+    fn new(fields: &std::collections::BTreeMap<String, String>) -> Self {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| {
+                let mut fragment = String::from(",");
+                escaped(&mut fragment, k);
+                fragment.push(':');
+                escaped(&mut fragment, v);
+                (k.clone(), fragment)
+            })
+            .collect();
+        ZapFormat { fields }
+    }
 }
 
 impl<S, N> FormatEvent<S, N> for ZapFormat
@@ -81,7 +93,7 @@ where
         event: &Event<'_>,
     ) -> std::fmt::Result {
         let line = line(event, &self.fields, SystemTime::now());
-        writeln!(writer, "{line}")
+        writer.write_str(&line)
     }
 }
 
@@ -95,67 +107,131 @@ fn level_name(level: &Level) -> &'static str {
     }
 }
 
-/// The JSON line of `event`.
-fn line(event: &Event<'_>, fields: &Map<String, Value>, now: SystemTime) -> Value {
-    let meta = event.metadata();
-    let mut own = FieldsOf(Map::new());
-    event.record(&mut own);
-    let mut out = Map::new();
-    out.insert("level".into(), level_name(meta.level()).into());
-    let ts = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    out.insert("ts".into(), ts.into());
-    let caller = match (meta.file(), meta.line()) {
-        (Some(file), Some(line)) => format!("{file}:{line}"),
-        _ => meta.target().to_string(),
-    };
-    out.insert("caller".into(), caller.into());
-    let msg = own
-        .0
-        .remove("message")
-        .unwrap_or(Value::String(String::new()));
-    out.insert("msg".into(), msg);
-    for (k, v) in fields {
-        out.insert(k.clone(), v.clone());
+/// `text` as a JSON string (quotes and escapes included) appended to `out`.
+fn escaped(out: &mut String, text: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + c.len_utf8();
     }
-    for (k, v) in own.0 {
-        out.insert(k, v);
-    }
-    Value::Object(out)
+    out.push_str(&text[start..]);
+    out.push('"');
 }
 
-/// Collects an event's fields as JSON values.
-struct FieldsOf(Map<String, Value>);
+/// The JSON line of `event`, newline included.
+fn line(event: &Event<'_>, fields: &[(String, String)], now: SystemTime) -> String {
+    use std::fmt::Write as _;
+    let meta = event.metadata();
+    let mut own = FieldsOf::default();
+    event.record(&mut own);
+    let mut out = String::with_capacity(160);
+    out.push_str("{\"level\":\"");
+    out.push_str(level_name(meta.level()));
+    let ts = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let _ = write!(
+        out,
+        "\",\"ts\":{}.{:06},\"caller\":",
+        ts.as_secs(),
+        ts.subsec_micros()
+    );
+    match (meta.file(), meta.line()) {
+        (Some(file), Some(line)) => escaped(&mut out, &format!("{file}:{line}")),
+        _ => escaped(&mut out, meta.target()),
+    }
+    out.push_str(",\"msg\":");
+    escaped(&mut out, &own.message);
+    for (key, fragment) in fields {
+        if !own.fields.iter().any(|(k, _)| k == key) {
+            out.push_str(fragment);
+        }
+    }
+    for (key, value) in &own.fields {
+        out.push(',');
+        escaped(&mut out, key);
+        out.push(':');
+        match value {
+            FieldValue::Text(text) => escaped(&mut out, text),
+            FieldValue::Json(json) => out.push_str(json),
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// An event field's value: text (to escape) or a JSON number or boolean.
+enum FieldValue {
+    Text(String),
+    Json(String),
+}
+
+/// Collects an event's message and fields.
+#[derive(Default)]
+struct FieldsOf {
+    message: String,
+    fields: Vec<(&'static str, FieldValue)>,
+}
+
+impl FieldsOf {
+    fn text(&mut self, field: &Field, text: String) {
+        if field.name() == "message" {
+            self.message = text;
+        } else {
+            self.fields.push((field.name(), FieldValue::Text(text)));
+        }
+    }
+}
 
 impl Visit for FieldsOf {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        if value.is_finite() {
+            self.fields
+                .push((field.name(), FieldValue::Json(value.to_string())));
+        } else {
+            self.text(field, value.to_string());
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.fields
+            .push((field.name(), FieldValue::Json(value.to_string())));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.fields
+            .push((field.name(), FieldValue::Json(value.to_string())));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.fields
+            .push((field.name(), FieldValue::Json(value.to_string())));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.text(field, value.to_string());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        self.text(field, value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        self.text(field, format!("{value:?}"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::sync::{Arc, Mutex};
 
     fn lines(buffer: &Arc<Mutex<Vec<u8>>>) -> Vec<Value> {
@@ -202,6 +278,25 @@ mod tests {
         );
         assert_eq!(lines[1]["level"], "error");
         assert_eq!(lines[1]["component"], "override", "the event's field wins");
+    }
+
+    #[test]
+    fn text_is_escaped_and_key_order_is_zaps() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let dispatch = dispatch(
+            &LoggerConfig::default(),
+            LevelFilter::INFO,
+            LogOutput::buffer(buffer.clone()),
+        );
+        let odd = "quote \" back \\ line\n tab\t bell\u{7} é";
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!(odd, f = 1.5, "{odd}"));
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert!(text.starts_with("{\"level\":\"info\",\"ts\":"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["msg"], odd);
+        assert_eq!(line["odd"], odd);
+        assert_eq!(line["f"], 1.5);
     }
 
     #[test]
