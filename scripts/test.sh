@@ -80,8 +80,8 @@ done
 
 status=0
 # The nats, postgres and redis features are on so the facade's tests also build and run them.
-log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis --no-fail-fast $*"
-cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis --no-fail-fast "$@" \
+log "cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis,micro/grpc --no-fail-fast $*"
+cargo test --workspace --exclude micro-example-plugin --features micro/nats,micro/postgres,micro/redis,micro/grpc --no-fail-fast "$@" \
   || status=$?
 # The example plugin on its own: built this way, micro-core is compiled without its
 # `service` feature, as an out-of-tree plugin sees it.

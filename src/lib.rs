@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 10] = [
+        let features: [(&str, bool); 11] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -38,6 +38,7 @@ pub mod __private {
             ("nats", cfg!(feature = "nats")),
             ("postgres", cfg!(feature = "postgres")),
             ("redis", cfg!(feature = "redis")),
+            ("grpc", cfg!(feature = "grpc")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -67,6 +68,8 @@ pub mod __private {
 
 #[cfg(feature = "file")]
 pub use micro_file as file;
+#[cfg(feature = "grpc")]
+pub use micro_grpc as grpc;
 #[cfg(feature = "http")]
 pub use micro_http as http;
 #[cfg(feature = "local")]
@@ -113,6 +116,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_postgres::plugins());
     #[cfg(feature = "redis")]
     plugins.extend(micro_redis::plugins());
+    #[cfg(feature = "grpc")]
+    plugins.extend(micro_grpc::plugins());
     plugins
 }
 

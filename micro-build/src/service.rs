@@ -33,7 +33,15 @@ pub(crate) fn service_trait(service: &Service) -> String {
          with `{name}Server::new(..)`; call it with `{name}Client`.",
         name = service.name,
     );
-    let _ = writeln!(out, "#[::micro::service(codec = \"protobuf\")]");
+    if service.package.is_empty() {
+        let _ = writeln!(out, "#[::micro::service(codec = \"protobuf\")]");
+    } else {
+        let _ = writeln!(
+            out,
+            "#[::micro::service(codec = \"protobuf\", package = \"{}\")]",
+            service.package
+        );
+    }
     let _ = writeln!(out, "pub trait {} {{", service.name);
     for method in &service.methods {
         out.push_str(&method_signature(method));

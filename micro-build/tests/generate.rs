@@ -113,7 +113,7 @@ fn services_become_micro_service_traits() {
     );
     assert_has(
         &code,
-        r#"#[::micro::service(codec = "protobuf")] pub trait Shapes {"#,
+        r#"#[::micro::service(codec = "protobuf", package = "shapes.v1")] pub trait Shapes {"#,
     );
     assert_has(
         &code,

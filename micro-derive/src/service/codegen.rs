@@ -31,6 +31,7 @@ struct Names<'a> {
     /// `::micro::__private`.
     p: TokenStream,
     codec: Codec,
+    package: Option<String>,
     service: &'a syn::Ident,
     dyn_trait: syn::Ident,
     server: syn::Ident,
@@ -113,6 +114,7 @@ pub(super) fn generate(service: &Service, micro: &TokenStream) -> TokenStream {
     let names = Names {
         p: quote!(#micro::__private),
         codec: service.codec,
+        package: service.package.clone(),
         service: ident,
         dyn_trait: format_ident!("{}Dyn", ident),
         server: format_ident!("{}Server", ident),
@@ -305,6 +307,10 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
         quote!(.with_metadata("description", #doc))
     });
     let idempotent = method.idempotent.then(|| quote!(.idempotent()));
+    let package = names
+        .package
+        .as_ref()
+        .map(|package| quote!(.with_metadata("package", #package)));
     quote! {{
         let inner = ::std::sync::Arc::clone(&self.inner);
         #p::server::Handler::#constructor::<#wire_req, #wire_resp, _, _>(
@@ -317,6 +323,7 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
         .with_shapes(#req_shape, #resp_shape)
         #description
         #idempotent
+        #package
     }}
 }
 
@@ -419,6 +426,15 @@ fn client_method(method: &Method, names: &Names) -> TokenStream {
             if options.content_type.is_none() {
                 options.content_type = ::core::option::Option::Some(
                     ::std::string::ToString::to_string(#p::codec::PROTOBUF),
+                );
+            }
+        });
+    }
+    if let Some(package) = &names.package {
+        adjust.push(quote! {
+            if options.package.is_none() {
+                options.package = ::core::option::Option::Some(
+                    ::std::string::ToString::to_string(#package),
                 );
             }
         });
