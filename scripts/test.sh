@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # Servers the tests need today (the nats plugin: nats-server with JetStream on 4222, and
 # the nats-server binary for the fault tests, which start their own on a spare port).
 # PostgreSQL (database `test`, trust auth) for the postgres store, redis-server (and its
-# binary, for the redis fault tests) for the redis plugins.
-SERVERS="${MICRO_TEST_SERVERS-nats postgres redis}"
+# binary, for the redis fault tests) for the redis plugins. `python` is not a server: the
+# grpc plugin's interop test runs a Python grpcio client from a virtual environment.
+SERVERS="${MICRO_TEST_SERVERS-nats postgres redis python}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -69,6 +70,26 @@ ensure_postgres() {
   if ! psql -h 127.0.0.1 -U postgres -lqt 2>/dev/null | cut -d'|' -f1 | grep -qw test; then
     createdb -h 127.0.0.1 -U postgres test 2>/dev/null || true
   fi
+}
+
+# The Python grpcio client of micro-plugins/grpc/tests/python.rs: a venv with grpcio, its
+# code generator, health checking and reflection (made and filled when missing). The test
+# finds it through MICRO_PYTHON; with CI=true it fails when MICRO_PYTHON is not set.
+ensure_python() {
+  local venv="${MICRO_VENV:-$HOME/.cache/micro/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    command -v python3 >/dev/null || apt_install python3
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  if ! "$venv/bin/python" -c "import grpc, grpc_tools, grpc_health, grpc_reflection" 2>/dev/null; then
+    log "pip install grpcio grpcio-tools grpcio-health-checking grpcio-reflection into $venv"
+    "$venv/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking grpcio-reflection
+  fi
+  export MICRO_PYTHON="$venv/bin/python"
 }
 
 for server in $SERVERS; do

@@ -59,6 +59,8 @@ pub(crate) struct Service {
     pub(crate) codec: Codec,
     /// The protobuf package (`greeter.v1`), when the trait has one.
     pub(crate) package: Option<String>,
+    /// The constant holding the encoded `FileDescriptorSet` (`descriptors = PATH`).
+    pub(crate) descriptors: Option<syn::Path>,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -74,6 +76,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let mut errors = Errors::default();
     let mut codec = Codec::Json;
     let mut package = None;
+    let mut descriptors = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("codec") {
             codec = parse_codec(&meta.value()?.parse()?)?;
@@ -81,9 +84,12 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         } else if meta.path.is_ident("package") {
             package = Some(parse_package(&meta.value()?.parse()?)?);
             Ok(())
+        } else if meta.path.is_ident("descriptors") {
+            descriptors = Some(meta.value()?.parse()?);
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown #[micro::service] option: expected `codec = \"json\"`, `codec = \"protobuf\"` or `package = \"my.pkg.v1\"`",
+                "unknown #[micro::service] option: expected `codec = \"json\"`, `codec = \"protobuf\"`, `package = \"my.pkg.v1\"` or `descriptors = CONST`",
             ))
         }
     });
@@ -99,6 +105,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let mut service = read_trait(item, codec, &mut errors);
     service.package = package;
+    service.descriptors = descriptors;
     errors.finish()?;
     Ok(codegen::generate(&service, &crate::paths::paths().core))
 }
@@ -186,6 +193,7 @@ fn read_trait(item: syn::ItemTrait, mut codec: Codec, errors: &mut Errors) -> Se
         ident: item.ident,
         codec,
         package: None,
+        descriptors: None,
         methods,
     }
 }

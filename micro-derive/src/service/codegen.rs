@@ -230,6 +230,13 @@ fn server(service: &Service, names: &Names) -> TokenStream {
          `micro::Service::builder().handler(...)`."
     );
     let handlers = service.methods.iter().map(|method| handler(method, names));
+    let descriptors = service.descriptors.as_ref().map(|path| {
+        quote! {
+            fn file_descriptor_sets(&self) -> ::std::vec::Vec<&'static [u8]> {
+                ::std::vec![#path]
+            }
+        }
+    });
     quote! {
         #[doc = #doc]
         #vis struct #server<T> {
@@ -273,6 +280,8 @@ fn server(service: &Service, names: &Names) -> TokenStream {
                     implementation: ::std::sync::Arc::new(implementation),
                 }]
             }
+
+            #descriptors
         }
     }
 }

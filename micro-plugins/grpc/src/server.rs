@@ -365,6 +365,11 @@ impl Server for GrpcServer {
         Ok(())
     }
 
+    fn add_file_descriptor_set(&self, encoded: &'static [u8]) -> Result<()> {
+        GrpcServer::add_file_descriptor_set(self, Bytes::from_static(encoded));
+        Ok(())
+    }
+
     async fn start(&self) -> Result<()> {
         let mut running = self.inner.running.lock().await;
         if running.is_some() {
