@@ -132,7 +132,10 @@ fn call_error(status: &Status, address: &str) -> Error {
 /// ends the call as CANCELLED), else [`call_error`].
 fn stream_error(status: &Status, address: &str, deadline: Option<Instant>) -> Error {
     if deadline.is_some_and(|d| Instant::now() >= d)
-        && status.metadata().get(crate::status::MICRO_ERROR).is_none()
+        && status
+            .metadata()
+            .get_bin(crate::status::MICRO_ERROR)
+            .is_none()
     {
         return Error::timeout(
             ID,
@@ -305,7 +308,10 @@ impl GrpcClient {
                     self.forget(address);
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d)
-                    && status.metadata().get(crate::status::MICRO_ERROR).is_none()
+                    && status
+                        .metadata()
+                        .get_bin(crate::status::MICRO_ERROR)
+                        .is_none()
                 {
                     return Err(timed_out(request));
                 }

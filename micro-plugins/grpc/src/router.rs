@@ -161,15 +161,17 @@ impl Router {
             }
         };
         let Some(route) = self.routes.get(&path).cloned() else {
-            return error_response(&Error::new(
+            // UNIMPLEMENTED for gRPC clients; the 404 of mucp for micro clients.
+            let error = Error::not_found(
                 ID,
-                501,
                 format!(
                     "service {}: unknown method {path}: the server serves {}",
                     self.service,
                     self.known_methods()
                 ),
-            ));
+            );
+            let status = crate::status::to_status_as(tonic::Code::Unimplemented, &error);
+            return status_only(&status, http::StatusCode::OK);
         };
         if self.flight.draining.load(Ordering::Acquire) {
             return error_response(&crate::server::shutting_down());

@@ -19,16 +19,18 @@
 //! | | `ABORTED` (10) | 409 |
 //!
 //! The status message (`grpc-message`, what `details()` shows in grpcio) is the error's
-//! `detail`. The whole micro error also travels as JSON in the `micro-error` trailer, so a
-//! micro client gets back exactly what the handler returned (id, code, `retryable`); the
-//! table applies to statuses without it (from other gRPC servers).
+//! `detail`. The whole micro error also travels as JSON in the binary `micro-error-bin`
+//! trailer (base64 on the wire, so any detail fits), so a micro client gets back exactly
+//! what the handler returned (id, code, `retryable`); the table applies to statuses without
+//! it (from other gRPC servers). One exception to the table: an unknown method is
+//! `UNIMPLEMENTED`, as gRPC clients expect, while its micro error is the 404 mucp gives.
 
 use micro_core::Error;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
-/// The trailer that carries the micro error as JSON.
-pub const MICRO_ERROR: &str = "micro-error";
+/// The binary trailer that carries the micro error as JSON.
+pub const MICRO_ERROR: &str = "micro-error-bin";
 
 /// The gRPC code a micro error code maps to.
 pub fn code_of(micro_code: u16) -> Code {
@@ -68,11 +70,17 @@ pub fn micro_code_of(code: Code) -> u16 {
 /// The status a micro error is sent as: its code per the table, its detail as the message,
 /// the whole error in the `micro-error` trailer.
 pub fn to_status(error: &Error) -> Status {
+    to_status_as(code_of(error.code), error)
+}
+
+/// The status of `error` with `code` instead of the table's.
+pub fn to_status_as(code: Code, error: &Error) -> Status {
     let mut metadata = MetadataMap::new();
-    if let Ok(value) = MetadataValue::try_from(error.to_json()) {
-        metadata.insert(MICRO_ERROR, value);
-    }
-    Status::with_metadata(code_of(error.code), error.detail.clone(), metadata)
+    metadata.insert_bin(
+        MICRO_ERROR,
+        MetadataValue::from_bytes(error.to_json().as_bytes()),
+    );
+    Status::with_metadata(code, error.detail.clone(), metadata)
 }
 
 /// The micro error a status stands for: the `micro-error` trailer when the server is micro,
@@ -80,10 +88,10 @@ pub fn to_status(error: &Error) -> Status {
 pub fn from_status(status: &Status, id: &str) -> Error {
     if let Some(json) = status
         .metadata()
-        .get(MICRO_ERROR)
-        .and_then(|v| v.to_str().ok())
+        .get_bin(MICRO_ERROR)
+        .and_then(|v| v.to_bytes().ok())
     {
-        let error = Error::parse(json);
+        let error = Error::parse(&String::from_utf8_lossy(&json));
         if error.code != 0 {
             return error;
         }
@@ -128,14 +136,15 @@ mod tests {
 
     #[test]
     fn a_micro_error_travels_whole_in_the_trailer() {
-        let error = Error::unavailable("greeter", "shutting down").retryable();
+        let error = Error::unavailable("greeter", "shutting down,\nünïcödé").retryable();
         let status = to_status(&error);
         assert_eq!(status.code(), Code::Unavailable);
-        assert_eq!(status.message(), "shutting down");
+        assert_eq!(status.message(), "shutting down,\nünïcödé");
         let back = from_status(&status, "go.micro.client");
         assert_eq!(back.id, "greeter");
         assert_eq!(back.code, 503);
         assert!(back.retryable);
+        assert_eq!(back.detail, error.detail);
     }
 
     #[test]

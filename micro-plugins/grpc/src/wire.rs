@@ -105,7 +105,7 @@ fn reserved(name: &str) -> bool {
                 | "accept-encoding"
                 | "connection"
                 | "transfer-encoding"
-                | "micro-error"
+                | "micro-error-bin"
         )
 }
 

@@ -86,11 +86,12 @@ impl Answer {
     }
 
     fn micro_error(&self) -> Option<Error> {
-        let value = self
-            .trailers
-            .get("micro-error")
-            .or_else(|| self.headers.get("micro-error"))?;
-        Some(Error::parse(value.to_str().ok()?))
+        let from = |headers: &http::HeaderMap| {
+            let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
+            let bytes = metadata.get_bin("micro-error-bin")?.to_bytes().ok()?;
+            Some(Error::parse(std::str::from_utf8(&bytes).ok()?))
+        };
+        from(&self.trailers).or_else(|| from(&self.headers))
     }
 }
 
