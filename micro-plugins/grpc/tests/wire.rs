@@ -16,6 +16,11 @@ use std::time::Duration;
 /// A server with `Echo.Say` (echoes; answers 400 without `text`) and `Echo.Nap` (sleeps
 /// `ms`, stopping at its deadline), messages up to 1 KiB.
 async fn echo_server() -> GrpcServer {
+    echo_server_with(|_| {}).await
+}
+
+/// [`echo_server`], with `setup` run before it starts.
+async fn echo_server_with(setup: impl FnOnce(&GrpcServer)) -> GrpcServer {
     let config = ServerConfig {
         address: "127.0.0.1:0".into(),
         grace_period: Duration::from_secs(5),
@@ -56,6 +61,7 @@ async fn echo_server() -> GrpcServer {
             },
         ))
         .unwrap();
+    setup(&server);
     server.start().await.unwrap();
     server
 }
@@ -338,4 +344,34 @@ async fn a_stopping_server_is_not_serving_and_refuses_new_calls() {
     assert_eq!(finished.status(), Some(0), "the call in flight finishes");
     stopping.await.unwrap().unwrap();
     assert!(server.address().is_none());
+}
+
+/// Server reflection v1 and v1alpha list the services of the descriptors the server was
+/// given (here the health service's own), over a raw stream.
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_described_services() {
+    let server = echo_server_with(|server| {
+        server.add_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    })
+    .await;
+    let address = server.address().unwrap();
+    // ServerReflectionRequest { list_services: "" } (field 7).
+    let list = frame(&[0x3a, 0x00]);
+    for version in ["v1", "v1alpha"] {
+        let path = format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo");
+        let answer = send(&address, &path, PROTO, list.clone()).await;
+        assert_eq!(answer.status(), Some(0), "{version}: {}", answer.message());
+        let body = String::from_utf8_lossy(&answer.body);
+        assert!(
+            body.contains("grpc.health.v1.Health"),
+            "{version}: {body:?}"
+        );
+    }
+    // Without descriptors there is no reflection: UNIMPLEMENTED.
+    let plain = echo_server().await;
+    let path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+    let answer = send(&plain.address().unwrap(), path, PROTO, list).await;
+    assert_eq!(answer.status(), Some(12), "{}", answer.message());
+    server.stop().await.unwrap();
+    plain.stop().await.unwrap();
 }
