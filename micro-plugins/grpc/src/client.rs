@@ -253,10 +253,12 @@ impl GrpcClient {
         request: &Request,
         deadline: Option<Instant>,
     ) -> tonic::Request<T> {
-        let mut headers = http::HeaderMap::new();
-        wire::insert_metadata(&request.context.metadata, &mut headers);
         let mut out = tonic::Request::new(message);
-        *out.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        if !request.context.metadata.is_empty() {
+            let mut headers = http::HeaderMap::new();
+            wire::insert_metadata(&request.context.metadata, &mut headers);
+            *out.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        }
         if let Some(deadline) = deadline {
             out.set_timeout(deadline.saturating_duration_since(Instant::now()));
         }
@@ -295,12 +297,11 @@ impl GrpcClient {
         let message = Self::tonic_request(request.body.clone(), request, deadline);
         match grpc.unary(message, path, RawCodec).await {
             Ok(response) => {
-                let header =
-                    wire::metadata_from_headers(&response.metadata().clone().into_headers());
+                let (metadata, body, _) = response.into_parts();
                 Ok(Response {
-                    header,
+                    header: wire::metadata_from_headers(&metadata.into_headers()),
                     content_type: request.content_type.clone(),
-                    body: response.into_inner(),
+                    body,
                 })
             }
             Err(status) => {

@@ -70,6 +70,13 @@ impl Drop for FlightGuard {
     }
 }
 
+impl FlightGuard {
+    /// One more count for the same request's work (dropped with it).
+    fn clone_guard(&self) -> FlightGuard {
+        self.0.begin()
+    }
+}
+
 impl Flight {
     fn begin(self: &Arc<Self>) -> FlightGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -188,11 +195,11 @@ impl Router {
             Target::Unary(service) => {
                 let call = UnaryCall {
                     service,
-                    request: micro_request,
+                    request: Some(micro_request),
                     grace: self.grace,
-                    guard: Arc::new(guard),
+                    guard,
                 };
-                grpc.unary(call.into_service(), request).await
+                grpc.unary(call, request).await
             }
             Target::Stream(f) => {
                 let call = StreamCall {
@@ -248,52 +255,61 @@ fn ran(error: Error) -> Error {
     error.with_retryable(false)
 }
 
-/// A unary call: tonic decodes the one message, the middleware stack answers it.
+/// A unary call: tonic decodes the one message, the middleware stack answers it. tonic
+/// calls it once; the request is moved into that call.
 struct UnaryCall {
     service: RpcService,
-    request: Request,
+    request: Option<Request>,
     grace: Duration,
-    guard: Arc<FlightGuard>,
+    guard: FlightGuard,
 }
 
-impl UnaryCall {
-    fn into_service(
-        self,
-    ) -> impl tower::Service<
-        tonic::Request<Bytes>,
-        Response = tonic::Response<Bytes>,
-        Error = Status,
-        Future = impl Future<Output = std::result::Result<tonic::Response<Bytes>, Status>> + Send,
-    > + Send {
-        let call = Arc::new(self);
-        tower::service_fn(move |message: tonic::Request<Bytes>| {
-            let call = call.clone();
-            async move {
-                let _guard = call.guard.clone();
-                let mut request = call.request.clone();
-                request.body = message.into_inner();
-                let endpoint = request.endpoint.clone();
-                let ctx = request.context.deadline_only();
-                let work = middleware::call(&call.service, request);
-                let result = catch_panic(
-                    micro_core::context::under_deadline(&ctx, work, call.grace),
-                    || endpoint,
-                )
-                .await
-                .map_err(ran);
-                match result {
-                    Ok(answer) => {
-                        let mut response = tonic::Response::new(answer.body);
-                        if !answer.header.is_empty() {
-                            let mut headers = http::HeaderMap::new();
-                            wire::insert_metadata(&answer.header, &mut headers);
-                            *response.metadata_mut() =
-                                tonic::metadata::MetadataMap::from_headers(headers);
-                        }
-                        Ok(response)
+type UnaryFuture =
+    futures::future::BoxFuture<'static, std::result::Result<tonic::Response<Bytes>, Status>>;
+
+impl tower::Service<tonic::Request<Bytes>> for UnaryCall {
+    type Response = tonic::Response<Bytes>;
+    type Error = Status;
+    type Future = UnaryFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Status>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, message: tonic::Request<Bytes>) -> UnaryFuture {
+        let Some(mut request) = self.request.take() else {
+            return Box::pin(async { Err(Status::internal("a unary call was called twice")) });
+        };
+        let service = self.service.clone();
+        let grace = self.grace;
+        let guard = self.guard.clone_guard();
+        Box::pin(async move {
+            let _guard = guard;
+            request.body = message.into_inner();
+            let ctx = request.context.deadline_only();
+            let endpoint = request.endpoint.clone();
+            let work = middleware::call(&service, request);
+            let result = catch_panic(
+                micro_core::context::under_deadline(&ctx, work, grace),
+                || endpoint,
+            )
+            .await
+            .map_err(ran);
+            match result {
+                Ok(answer) => {
+                    let mut response = tonic::Response::new(answer.body);
+                    if !answer.header.is_empty() {
+                        let mut headers = http::HeaderMap::new();
+                        wire::insert_metadata(&answer.header, &mut headers);
+                        *response.metadata_mut() =
+                            tonic::metadata::MetadataMap::from_headers(headers);
                     }
-                    Err(error) => Err(to_status(&error)),
+                    Ok(response)
                 }
+                Err(error) => Err(to_status(&error)),
             }
         })
     }
