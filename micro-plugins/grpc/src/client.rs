@@ -23,7 +23,7 @@ use micro_core::selector::Selector;
 use micro_core::transport::{Message, Stream, headers, stream_pair};
 use micro_core::{Error, ErrorKind, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tonic::Status;
@@ -47,7 +47,8 @@ pub struct ClientParts {
 struct Inner {
     config: ClientConfig,
     parts: ClientParts,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Read on every call, written when a connection is made or dropped.
+    channels: RwLock<HashMap<String, Channel>>,
     max_message_size: usize,
 }
 
@@ -163,7 +164,7 @@ impl GrpcClient {
             inner: Arc::new(Inner {
                 config,
                 parts,
-                channels: Mutex::new(HashMap::new()),
+                channels: RwLock::new(HashMap::new()),
                 max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
             }),
         }
@@ -198,7 +199,7 @@ impl GrpcClient {
         if let Some(channel) = self
             .inner
             .channels
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(address)
         {
@@ -221,7 +222,7 @@ impl GrpcClient {
         })?;
         self.inner
             .channels
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(address.to_string(), channel.clone());
         Ok(channel)
@@ -230,7 +231,7 @@ impl GrpcClient {
     fn forget(&self, address: &str) {
         self.inner
             .channels
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(address);
     }
