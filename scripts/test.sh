@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 # PostgreSQL (database `test`, trust auth) for the postgres store, redis-server (and its
 # binary, for the redis fault tests) for the redis plugins, etcd on 2379 (and its binary,
 # for the etcd fault tests) for the etcd plugins.
-SERVERS="${MICRO_TEST_SERVERS-nats postgres redis etcd}"
+# `python` is not a server: the grpc plugin's interop test runs a Python grpcio client from a
+# virtual environment.
+SERVERS="${MICRO_TEST_SERVERS-nats postgres redis etcd python}"
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
@@ -94,6 +96,25 @@ if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
 fi
 # The etcd TLS test makes its CA and certificates with the openssl command.
 command -v openssl >/dev/null || apt_install openssl
+# The Python grpcio client of micro-plugins/grpc/tests/python.rs: a venv with grpcio, its
+# code generator, health checking and reflection (made and filled when missing). The test
+# finds it through MICRO_PYTHON; with CI=true it fails when MICRO_PYTHON is not set.
+ensure_python() {
+  local venv="${MICRO_VENV:-$HOME/.cache/micro/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    command -v python3 >/dev/null || apt_install python3
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  if ! "$venv/bin/python" -c "import grpc, grpc_tools, grpc_health, grpc_reflection" 2>/dev/null; then
+    log "pip install grpcio grpcio-tools grpcio-health-checking grpcio-reflection into $venv"
+    "$venv/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking grpcio-reflection
+  fi
+  export MICRO_PYTHON="$venv/bin/python"
+}
 
 for server in $SERVERS; do
   if ! "ensure_$server"; then
@@ -126,9 +147,9 @@ if ! ensure_schemathesis; then
 fi
 
 status=0
-# The nats, postgres, redis, zap, etcd, quic and mdns features are on so the facade's tests
+# The nats, postgres, redis, zap, etcd, quic, mdns and grpc features are on so the facade's tests
 # also build and run them.
-FEATURES=micro/nats,micro/postgres,micro/redis,micro/zap,micro/etcd,micro/quic,micro/mdns,micro-cli/nats
+FEATURES=micro/nats,micro/postgres,micro/redis,micro/zap,micro/etcd,micro/quic,micro/mdns,micro/grpc,micro-cli/nats
 log "cargo test --workspace --exclude micro-example-plugin --features $FEATURES --no-fail-fast $*"
 cargo test --workspace --exclude micro-example-plugin --features "$FEATURES" --no-fail-fast "$@" \
   || status=$?

@@ -27,7 +27,7 @@ pub mod __private {
 
     /// Whether a Cargo feature of `micro` is on (for `#[derive(Wire)]`'s compile-time checks).
     pub const fn feature_enabled(feature: &str) -> bool {
-        let features: [(&str, bool); 14] = [
+        let features: [(&str, bool); 15] = [
             ("memory", cfg!(feature = "memory")),
             ("local", cfg!(feature = "local")),
             ("file", cfg!(feature = "file")),
@@ -42,6 +42,7 @@ pub mod __private {
             ("etcd", cfg!(feature = "etcd")),
             ("quic", cfg!(feature = "quic")),
             ("mdns", cfg!(feature = "mdns")),
+            ("grpc", cfg!(feature = "grpc")),
         ];
         let mut i = 0;
         while i < features.len() {
@@ -73,6 +74,8 @@ pub mod __private {
 pub use micro_etcd as etcd;
 #[cfg(feature = "file")]
 pub use micro_file as file;
+#[cfg(feature = "grpc")]
+pub use micro_grpc as grpc;
 #[cfg(feature = "http")]
 pub use micro_http as http;
 #[cfg(feature = "local")]
@@ -136,6 +139,8 @@ pub fn plugins() -> Plugins {
     plugins.extend(micro_quic::plugins());
     #[cfg(feature = "mdns")]
     plugins.extend(micro_mdns::plugins());
+    #[cfg(feature = "grpc")]
+    plugins.extend(micro_grpc::plugins());
     plugins
 }
 

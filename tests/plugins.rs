@@ -255,8 +255,13 @@ fn the_catalog_matches_the_cargo_features_and_the_compiled_plugins() {
                     "{plugin:?}"
                 );
             }
+            // A planned component of a crate that already ships others (the grpc transport
+            // of the grpc crate, whose client and server exist) shares their feature.
             _ => assert!(
-                !exists,
+                !exists
+                    || catalog::PLUGINS
+                        .iter()
+                        .any(|p| p.feature == plugin.feature && p.status == Status::Available),
                 "{plugin:?}: Cargo.toml has the feature; mark the plugin Available"
             ),
         }

@@ -170,15 +170,42 @@ impl Config {
             }
         }
         let descriptors = compiler.file_descriptor_set();
-        self.prost_config()
+        let out_dir = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    Error::generate(
+                        "OUT_DIR is not set: call micro-build from a build script, or give \
+                     Config::out_dir"
+                            .to_string(),
+                        std::io::Error::other("OUT_DIR is not set"),
+                    )
+                })?,
+        };
+        let encoded = prost::Message::encode_to_vec(&descriptors);
+        let generator = std::rc::Rc::new(std::cell::RefCell::new(service::MicroServices::new(
+            encoded, out_dir,
+        )));
+        self.prost_config(Box::new(Shared(generator.clone())))
             .compile_fds(descriptors)
-            .map_err(|error| Error::generate(format!("writing the Rust code: {error}"), error))
+            .map_err(|error| Error::generate(format!("writing the Rust code: {error}"), error))?;
+        match generator.borrow_mut().error.take() {
+            Some(error) => Err(Error::generate(
+                format!("writing the file descriptor set: {error}"),
+                error,
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The prost-build configuration: the derives, the service generator, the options.
-    fn prost_config(&self) -> prost_build::Config {
+    fn prost_config(
+        &self,
+        generator: Box<dyn prost_build::ServiceGenerator>,
+    ) -> prost_build::Config {
         let mut config = prost_build::Config::new();
-        config.service_generator(Box::new(service::MicroServices));
+        config.service_generator(generator);
         config.type_attribute(".", "#[derive(::serde::Serialize, ::serde::Deserialize)]");
         config.message_attribute(".", "#[serde(default)]");
         if self.json_schema {
@@ -197,5 +224,14 @@ impl Config {
             config.extern_path(proto_path, rust_path);
         }
         config
+    }
+}
+
+/// The service generator, shared so its outcome can be read after prost-build is done.
+struct Shared(std::rc::Rc<std::cell::RefCell<service::MicroServices>>);
+
+impl prost_build::ServiceGenerator for Shared {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        prost_build::ServiceGenerator::generate(&mut *self.0.borrow_mut(), service, buf);
     }
 }

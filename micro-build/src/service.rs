@@ -4,18 +4,64 @@
 use prost_build::{Comments, Method, Service, ServiceGenerator};
 use std::fmt::Write as _;
 
-/// Writes one `#[micro::service]` trait per protobuf service, into prost's module buffer.
+/// Writes one `#[micro::service]` trait per protobuf service, into prost's module buffer,
+/// and, before the first service of a package, `FILE_DESCRIPTOR_SET`: the encoded
+/// descriptors of the compiled files (for gRPC server reflection), included from
+/// `<out_dir>/<package>.fds.bin`.
 #[derive(Debug, Default)]
-pub(crate) struct MicroServices;
+pub(crate) struct MicroServices {
+    /// The encoded `FileDescriptorSet` and the directory to write it to.
+    pub(crate) descriptors: Option<(Vec<u8>, std::path::PathBuf)>,
+    /// Packages whose constant is written.
+    done: std::collections::HashSet<String>,
+    /// The first failure writing a descriptor file.
+    pub(crate) error: Option<std::io::Error>,
+}
 
-impl ServiceGenerator for MicroServices {
-    fn generate(&mut self, service: Service, buf: &mut String) {
-        buf.push_str(&service_trait(&service));
+impl MicroServices {
+    /// A generator that writes `descriptors` (encoded) into `out_dir`.
+    pub(crate) fn new(descriptors: Vec<u8>, out_dir: std::path::PathBuf) -> Self {
+        MicroServices {
+            descriptors: Some((descriptors, out_dir)),
+            ..Default::default()
+        }
+    }
+
+    /// `pub const FILE_DESCRIPTOR_SET`, once per package; `None` when there are no
+    /// descriptors or the file cannot be written.
+    fn descriptor_constant(&mut self, package: &str) -> Option<String> {
+        let (bytes, dir) = self.descriptors.as_ref()?;
+        let name = if package.is_empty() { "_" } else { package };
+        let path = dir.join(format!("{name}.fds.bin"));
+        if self.done.insert(package.to_string())
+            && let Err(error) = std::fs::write(&path, bytes)
+        {
+            self.error.get_or_insert(error);
+            return None;
+        }
+        Some(format!(
+            "/// The encoded `FileDescriptorSet` of the `.proto` files this package was compiled \
+             from (with their imports): what gRPC server reflection serves.\n\
+             pub const FILE_DESCRIPTOR_SET: &[u8] = ::core::include_bytes!({:?});\n",
+            path.display().to_string()
+        ))
     }
 }
 
-/// The trait for `service`, as Rust source.
-pub(crate) fn service_trait(service: &Service) -> String {
+impl ServiceGenerator for MicroServices {
+    fn generate(&mut self, service: Service, buf: &mut String) {
+        let first = !self.done.contains(&service.package);
+        let constant = self.descriptor_constant(&service.package);
+        if first && let Some(constant) = &constant {
+            buf.push_str(constant);
+        }
+        buf.push_str(&service_trait(&service, constant.is_some()));
+    }
+}
+
+/// The trait for `service`, as Rust source (`descriptors`: the package has
+/// `FILE_DESCRIPTOR_SET`).
+pub(crate) fn service_trait(service: &Service, descriptors: bool) -> String {
     let mut out = String::new();
     let full_name = if service.package.is_empty() {
         service.proto_name.clone()
@@ -33,7 +79,14 @@ pub(crate) fn service_trait(service: &Service) -> String {
          with `{name}Server::new(..)`; call it with `{name}Client`.",
         name = service.name,
     );
-    let _ = writeln!(out, "#[::micro::service(codec = \"protobuf\")]");
+    let mut options = String::from("codec = \"protobuf\"");
+    if !service.package.is_empty() {
+        let _ = write!(options, ", package = \"{}\"", service.package);
+    }
+    if descriptors {
+        options.push_str(", descriptors = FILE_DESCRIPTOR_SET");
+    }
+    let _ = writeln!(out, "#[::micro::service({options})]");
     let _ = writeln!(out, "pub trait {} {{", service.name);
     for method in &service.methods {
         out.push_str(&method_signature(method));

@@ -113,7 +113,18 @@ fn services_become_micro_service_traits() {
     );
     assert_has(
         &code,
-        r#"#[::micro::service(codec = "protobuf")] pub trait Shapes {"#,
+        r#"#[::micro::service(codec = "protobuf", package = "shapes.v1", descriptors = FILE_DESCRIPTOR_SET)] pub trait Shapes {"#,
+    );
+    // The descriptors for gRPC reflection: a file next to the code, included by the constant.
+    assert_has(
+        &code,
+        "pub const FILE_DESCRIPTOR_SET: &[u8] = ::core::include_bytes!(",
+    );
+    let set = std::fs::read(fixture.out().join("shapes.v1.fds.bin")).unwrap();
+    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(set.as_slice()).unwrap();
+    assert!(
+        set.file.iter().any(|f| f.name() == "shapes.proto"),
+        "{set:?}"
     );
     assert_has(
         &code,

@@ -186,10 +186,10 @@ plugins! {
     Auth "jwt" => "jwt" Planned,
     Client "mucp" => "mucp" Available,
     Client "rpc" => "mucp" Available,
-    Client "grpc" => "grpc" Planned,
+    Client "grpc" => "grpc" Available,
     Server "mucp" => "mucp" Available,
     Server "rpc" => "mucp" Available,
-    Server "grpc" => "grpc" Planned,
+    Server "grpc" => "grpc" Available,
     Logger "default" => "" Available,
     Logger "text" => "" Available,
     Logger "zap" => "zap" Available,
@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(find("registry", "nope"), None);
         assert!(available_features().contains(&"tcp"));
         assert!(available_features().contains(&"nats"));
-        assert!(!available_features().contains(&"grpc"));
+        assert!(available_features().contains(&"grpc"));
+        assert!(!available_features().contains(&"jwt"));
     }
 }

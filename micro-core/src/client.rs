@@ -73,6 +73,10 @@ option_struct! {
         pub select: SelectOptions,
         /// Content type of the request (default: the client's).
         pub content_type: Option<String>,
+        /// The protobuf package of the endpoint's interface (e.g. `greeter.v1`), set by
+        /// `#[micro::service(package = "...")]` clients; the grpc client names the method
+        /// `/{package}.{Trait}/{Method}` with it (`/{Trait}/{Method}` without).
+        pub package: Option<String>,
     }
 }
 

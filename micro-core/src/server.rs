@@ -101,6 +101,13 @@ pub trait IntoHandlers {
     fn local_impls(&self) -> Vec<crate::in_process::LocalImpl> {
         Vec::new()
     }
+
+    /// Encoded protobuf `FileDescriptorSet`s describing the endpoints (adapters generated
+    /// from a `.proto` by micro-build offer theirs), for servers that publish them (gRPC
+    /// server reflection).
+    fn file_descriptor_sets(&self) -> Vec<&'static [u8]> {
+        Vec::new()
+    }
 }
 
 impl IntoHandlers for Handler {
@@ -124,6 +131,12 @@ pub trait Server: Send + Sync + 'static {
     fn handle(&self, handler: Handler) -> Result<()>;
     /// Adds a subscriber (before `start`).
     fn subscribe(&self, subscription: Subscription) -> Result<()>;
+    /// Adds an encoded protobuf `FileDescriptorSet` describing endpoints (before `start`);
+    /// servers that do not publish descriptors ignore it (the default).
+    fn add_file_descriptor_set(&self, encoded: &'static [u8]) -> Result<()> {
+        let _ = encoded;
+        Ok(())
+    }
     /// Listens, registers and serves.
     async fn start(&self) -> Result<()>;
     /// Deregisters, drains in-flight requests and closes.

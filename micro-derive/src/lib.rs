@@ -56,7 +56,11 @@ pub fn derive_wire(input: TokenStream) -> TokenStream {
 /// in-process when the service runs in this process and over RPC otherwise.
 ///
 /// Options: `#[micro::service(codec = "protobuf")]` or `#[micro(protobuf)]` on the trait puts
-/// prost messages on the wire (as `micro::codec::Proto<T>`); on a method,
+/// prost messages on the wire (as `micro::codec::Proto<T>`);
+/// `#[micro::service(package = "greeter.v1")]` names the protobuf package (micro-build writes
+/// it from the `.proto`): the endpoints publish it as `package` metadata and the client passes
+/// it in `CallOptions::package`, so the grpc plugin's method path is
+/// `/greeter.v1.Greeter/Hello`; on a method,
 /// `#[micro(name = "Count")]` renames the endpoint (`Trait.Count`) and `#[micro(idempotent)]`
 /// lets the client retry it after any failure. A method's doc comment becomes its
 /// `description` metadata; request/response types that implement `schemars::JsonSchema`

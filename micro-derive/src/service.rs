@@ -57,6 +57,10 @@ pub(crate) struct Service {
     pub(crate) vis: syn::Visibility,
     pub(crate) ident: Ident,
     pub(crate) codec: Codec,
+    /// The protobuf package (`greeter.v1`), when the trait has one.
+    pub(crate) package: Option<String>,
+    /// The constant holding the encoded `FileDescriptorSet` (`descriptors = PATH`).
+    pub(crate) descriptors: Option<syn::Path>,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -71,13 +75,21 @@ const RESERVED: &[(&str, &str)] = &[
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let mut codec = Codec::Json;
+    let mut package = None;
+    let mut descriptors = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("codec") {
             codec = parse_codec(&meta.value()?.parse()?)?;
             Ok(())
+        } else if meta.path.is_ident("package") {
+            package = Some(parse_package(&meta.value()?.parse()?)?);
+            Ok(())
+        } else if meta.path.is_ident("descriptors") {
+            descriptors = Some(meta.value()?.parse()?);
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown #[micro::service] option: expected `codec = \"json\"` or `codec = \"protobuf\"`",
+                "unknown #[micro::service] option: expected `codec = \"json\"`, `codec = \"protobuf\"`, `package = \"my.pkg.v1\"` or `descriptors = CONST`",
             ))
         }
     });
@@ -91,7 +103,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "#[micro::service] goes on a trait: its `async fn` methods become the endpoints",
         ));
     };
-    let service = read_trait(item, codec, &mut errors);
+    let mut service = read_trait(item, codec, &mut errors);
+    service.package = package;
+    service.descriptors = descriptors;
     errors.finish()?;
     Ok(codegen::generate(&service, &crate::paths::paths().core))
 }
@@ -178,7 +192,28 @@ fn read_trait(item: syn::ItemTrait, mut codec: Codec, errors: &mut Errors) -> Se
         vis: item.vis,
         ident: item.ident,
         codec,
+        package: None,
+        descriptors: None,
         methods,
+    }
+}
+
+/// A protobuf package name: dot-separated identifiers (`greeter.v1`).
+fn parse_package(lit: &LitStr) -> syn::Result<String> {
+    let value = lit.value();
+    let ident = |part: &str| {
+        part.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if value.split('.').all(ident) {
+        Ok(value)
+    } else {
+        Err(syn::Error::new(
+            lit.span(),
+            "a package is dot-separated identifiers, as in a .proto file: \"greeter.v1\"",
+        ))
     }
 }
 

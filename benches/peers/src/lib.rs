@@ -14,8 +14,10 @@
 //! | `axum` | HTTP/1.1 `POST /echo` with `{"data": ...}` | keep-alive pool, up to one per in-flight call |
 //! | `mucp-nats` | micro's default RPC over the `nats` transport, JSON body | one NATS connection per process |
 //! | `raw-nats` | async-nats request/reply, the bytes as payload | one NATS connection per process |
+//! | `grpc` | micro's grpc client and server, `/bench.Echo/Echo`, protobuf (the tonic peer's wire) | one HTTP/2 connection |
 
 pub mod axum_echo;
+pub mod grpc_echo;
 pub mod load;
 pub mod micro_echo;
 pub mod raw_nats;
@@ -55,13 +57,16 @@ pub enum System {
     RawNats,
     /// micro's mucp over the nats transport.
     MucpNats,
+    /// micro's grpc client and server.
+    Grpc,
 }
 
 impl System {
     /// Every system, in run order.
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 9] = [
         System::RawTcp,
         System::Tonic,
+        System::Grpc,
         System::Axum,
         System::MucpTcp,
         System::MucpHttp,
@@ -81,6 +86,7 @@ impl System {
             System::MucpQuic => "mucp-quic",
             System::RawNats => "raw-nats",
             System::MucpNats => "mucp-nats",
+            System::Grpc => "grpc",
         }
     }
 

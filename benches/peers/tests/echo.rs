@@ -46,3 +46,16 @@ async fn mucp_echoes_over_tcp_and_http() {
         service.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn micro_grpc_echoes_and_tonic_calls_it() {
+    let (service, addr) = micro_bench_peers::grpc_echo::serve().await.unwrap();
+    exercise(micro_bench_peers::grpc_echo::GrpcCaller::connect(&addr).await).await;
+    // A tonic-generated client calls the micro grpc server at the same path.
+    exercise(TonicCaller::connect(&addr).await).await;
+    // And the micro grpc client calls the tonic server.
+    let (listener, tonic_addr) = listener().await;
+    tokio::spawn(tonic_echo::serve(listener));
+    exercise(micro_bench_peers::grpc_echo::GrpcCaller::connect(&tonic_addr).await).await;
+    service.stop().await.unwrap();
+}

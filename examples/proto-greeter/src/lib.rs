@@ -17,6 +17,12 @@ pub struct MyGreeter;
 
 impl greeter::Greeter for MyGreeter {
     async fn hello(&self, _ctx: &Context, req: HelloRequest) -> micro::Result<HelloReply> {
+        if req.name.is_empty() {
+            return Err(micro::Error::bad_request(
+                "greeter",
+                "name is required: say who to greet",
+            ));
+        }
         Ok(HelloReply {
             msg: format!("Hello {}", req.name),
         })

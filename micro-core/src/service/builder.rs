@@ -37,6 +37,8 @@ pub struct ServiceBuilder<P = NoPlugins> {
     app_flags: Vec<AppFlag>,
     handlers: Vec<Handler>,
     deferred: Vec<Deferred>,
+    /// File descriptor sets of the handlers, for the server (gRPC reflection).
+    descriptors: Vec<&'static [u8]>,
     subscriptions: Vec<Subscription>,
     hooks: Hooks,
     overrides: Components,
@@ -93,6 +95,7 @@ impl<P: PluginSource> ServiceBuilder<P> {
             app_flags: Vec::new(),
             handlers: Vec::new(),
             deferred: Vec::new(),
+            descriptors: Vec::new(),
             subscriptions: Vec::new(),
             hooks: Hooks::default(),
             overrides: Components::default(),
@@ -200,6 +203,11 @@ impl<P: PluginSource> ServiceBuilder<P> {
     /// in-process calls).
     pub fn handler(mut self, handlers: impl IntoHandlers) -> Self {
         self.local_impls.extend(handlers.local_impls());
+        for set in handlers.file_descriptor_sets() {
+            if !self.descriptors.contains(&set) {
+                self.descriptors.push(set);
+            }
+        }
         self.handlers.extend(handlers.into_handlers());
         self
     }
@@ -482,6 +490,11 @@ impl<P: PluginSource> ServiceBuilder<P> {
             for s in &self.subscriptions {
                 server
                     .subscribe(s.clone())
+                    .map_err(|e| BuildError::start("server", server.name(), e))?;
+            }
+            for set in &self.descriptors {
+                server
+                    .add_file_descriptor_set(set)
                     .map_err(|e| BuildError::start("server", server.name(), e))?;
             }
         } else if !self.handlers.is_empty() || !self.subscriptions.is_empty() {

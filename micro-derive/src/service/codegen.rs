@@ -31,6 +31,7 @@ struct Names<'a> {
     /// `::micro::__private`.
     p: TokenStream,
     codec: Codec,
+    package: Option<String>,
     service: &'a syn::Ident,
     dyn_trait: syn::Ident,
     server: syn::Ident,
@@ -123,6 +124,7 @@ pub(super) fn generate(service: &Service, micro: &TokenStream) -> TokenStream {
     let names = Names {
         p: quote!(#micro::__private),
         codec: service.codec,
+        package: service.package.clone(),
         service: ident,
         dyn_trait: format_ident!("{}Dyn", ident),
         server: format_ident!("{}Server", ident),
@@ -238,6 +240,13 @@ fn server(service: &Service, names: &Names) -> TokenStream {
          `micro::Service::builder().handler(...)`."
     );
     let handlers = service.methods.iter().map(|method| handler(method, names));
+    let descriptors = service.descriptors.as_ref().map(|path| {
+        quote! {
+            fn file_descriptor_sets(&self) -> ::std::vec::Vec<&'static [u8]> {
+                ::std::vec![#path]
+            }
+        }
+    });
     quote! {
         #[doc = #doc]
         #vis struct #server<T> {
@@ -281,6 +290,8 @@ fn server(service: &Service, names: &Names) -> TokenStream {
                     implementation: ::std::sync::Arc::new(implementation),
                 }]
             }
+
+            #descriptors
         }
     }
 }
@@ -317,6 +328,10 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
         quote!(.with_metadata("description", #doc))
     });
     let idempotent = method.idempotent.then(|| quote!(.idempotent()));
+    let package = names
+        .package
+        .as_ref()
+        .map(|package| quote!(.with_metadata("package", #package)));
     quote! {{
         let inner = ::std::sync::Arc::clone(&self.inner);
         #p::server::Handler::#constructor::<#wire_req, #wire_resp, _, _>(
@@ -330,6 +345,7 @@ fn handler(method: &Method, names: &Names) -> TokenStream {
         .with_schemas(#req_schema, #resp_schema)
         #description
         #idempotent
+        #package
     }}
 }
 
@@ -432,6 +448,15 @@ fn client_method(method: &Method, names: &Names) -> TokenStream {
             if options.content_type.is_none() {
                 options.content_type = ::core::option::Option::Some(
                     ::std::string::ToString::to_string(#p::codec::PROTOBUF),
+                );
+            }
+        });
+    }
+    if let Some(package) = &names.package {
+        adjust.push(quote! {
+            if options.package.is_none() {
+                options.package = ::core::option::Option::Some(
+                    ::std::string::ToString::to_string(#package),
                 );
             }
         });

@@ -15,6 +15,7 @@
 //! `--connect ADDR` drives a server started by hand (one system), e.g. under `perf record`.
 
 use micro_bench_peers::axum_echo::{self, AxumCaller};
+use micro_bench_peers::grpc_echo::{self, GrpcCaller};
 use micro_bench_peers::load::{self, Point};
 use micro_bench_peers::micro_echo::{self, MicroCaller};
 use micro_bench_peers::raw_nats::{self, RawNatsCaller};
@@ -44,7 +45,7 @@ const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
 
 const USAGE: &str = "usage: rpc-load [--systems a,b,..] [--concurrency 1,16,64] [--secs 5] \
 [--warmup 1] [--rounds 1] [--connect ADDR] | --serve SYSTEM
-systems: raw-tcp, tonic, axum, mucp-tcp, mucp-http, mucp-quic, raw-nats, mucp-nats
+systems: raw-tcp, tonic, grpc, axum, mucp-tcp, mucp-http, mucp-quic, raw-nats, mucp-nats
 (the nats systems use the NATS server at NATS_URL, default nats://127.0.0.1:4222)";
 
 struct Options {
@@ -180,6 +181,13 @@ async fn serve(system: System) -> Result<(), BoxError> {
             ended = server => Err(format!("server ended: {:?}", ended?.err()).into()),
         };
     }
+    if system == System::Grpc {
+        let (service, addr) = grpc_echo::serve().await?;
+        announce(&addr)?;
+        stdin_closed().await;
+        tokio::time::timeout(Duration::from_secs(5), service.stop()).await??;
+        return Ok(());
+    }
     if let System::MucpTcp | System::MucpHttp | System::MucpQuic | System::MucpNats = system {
         let transport = match system {
             System::MucpTcp => "tcp",
@@ -293,6 +301,7 @@ async fn measure_system(
     Ok(match system {
         System::RawTcp => points(system, RawCaller::connect(addr).await?, options).await,
         System::Tonic => points(system, TonicCaller::connect(addr).await?, options).await,
+        System::Grpc => points(system, GrpcCaller::connect(addr).await?, options).await,
         System::Axum => points(system, AxumCaller::connect(addr).await?, options).await,
         System::MucpTcp => {
             let caller = MicroCaller::connect("tcp", addr).await?;
