@@ -100,15 +100,28 @@ pub trait Client: Send + Sync + 'static {
 use crate::codec::{Format, Payload};
 use crate::streaming::ClientStream;
 
-fn typed_request(
+/// The request of a typed call and its format: the call's content type, else the client's
+/// default, or JSON when the messages cannot speak that default (a serde-only service under
+/// `client.content_type: application/protobuf`).
+fn typed_request<Req: Payload, Resp: Payload>(
     client: &dyn Client,
     ctx: &Context,
     service: &str,
     endpoint: &str,
     content_type: Option<&str>,
 ) -> Result<(Request, Format)> {
-    let content_type = content_type.unwrap_or(client.content_type()).to_string();
-    let format = Format::from_content_type(&content_type)?;
+    let (content_type, format) = match content_type {
+        Some(given) => (given.to_string(), Format::from_content_type(given)?),
+        None => {
+            let default = client.content_type();
+            let format = Format::from_content_type(default)?;
+            if Req::speaks(format) && Resp::speaks(format) {
+                (default.to_string(), format)
+            } else {
+                (crate::codec::JSON.to_string(), Format::Json)
+            }
+        }
+    };
     Ok((
         Request {
             service: service.to_string(),
@@ -131,7 +144,7 @@ pub async fn call<Req: Payload, Resp: Payload>(
     request: &Req,
     options: CallOptions,
 ) -> Result<Resp> {
-    let (mut req, format) = typed_request(
+    let (mut req, format) = typed_request::<Req, Resp>(
         client,
         ctx,
         service,
@@ -157,7 +170,7 @@ pub async fn stream<Req: Payload, Resp: Payload>(
     endpoint: &str,
     options: CallOptions,
 ) -> Result<ClientStream<Req, Resp>> {
-    let (mut req, format) = typed_request(
+    let (mut req, format) = typed_request::<Req, Resp>(
         client,
         ctx,
         service,
@@ -250,4 +263,56 @@ fn forward<Req: Payload, Resp: Payload>(
         }
     });
     (stream.into_responses(), sending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{JSON, PROTOBUF, Proto};
+
+    /// A client whose default content type is protobuf.
+    struct ProtobufDefault;
+
+    #[async_trait]
+    impl Client for ProtobufDefault {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn content_type(&self) -> &str {
+            PROTOBUF
+        }
+        async fn call(&self, _: Request, _: CallOptions) -> Result<Response> {
+            unreachable!("not called")
+        }
+        async fn stream(&self, _: Request, _: CallOptions) -> Result<crate::transport::Stream> {
+            unreachable!("not called")
+        }
+        async fn publish(&self, _: &str, _: broker::Message) -> Result<()> {
+            unreachable!("not called")
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        #[prost(string, tag = "1")]
+        text: String,
+    }
+
+    #[test]
+    fn serde_messages_fall_back_to_json_under_a_protobuf_default() {
+        let ctx = Context::new();
+        let client = ProtobufDefault;
+        let content_type = |given: Option<&str>, proto: bool| {
+            let made = if proto {
+                typed_request::<Proto<Ping>, Proto<Ping>>(&client, &ctx, "s", "E.M", given)
+            } else {
+                typed_request::<String, String>(&client, &ctx, "s", "E.M", given)
+            };
+            made.map(|(request, _)| request.content_type)
+        };
+        assert_eq!(content_type(None, true).unwrap(), PROTOBUF);
+        assert_eq!(content_type(None, false).unwrap(), JSON, "serde-only: JSON");
+        // A content type the call names is kept, and the encoding then says what is wrong.
+        assert_eq!(content_type(Some(PROTOBUF), false).unwrap(), PROTOBUF);
+    }
 }

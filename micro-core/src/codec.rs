@@ -133,6 +133,13 @@ pub trait Payload: Sized + Send + 'static {
     fn encode(&self, format: Format) -> Result<Bytes>;
     /// Decodes from `format`; a bad body is a 400 error.
     fn decode(format: Format, body: &[u8]) -> Result<Self>;
+    /// Whether the type speaks `format`: a typed call whose client default content type
+    /// (`client.content_type`) its messages cannot speak falls back to JSON, so one config
+    /// serves protobuf and serde-only services alike. Every format, unless said otherwise.
+    fn speaks(format: Format) -> bool {
+        let _ = format;
+        true
+    }
 }
 
 fn cannot_speak(format: Format, speaks: &str) -> Error {
@@ -158,6 +165,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {
             Format::Json => decode_json(body),
             other => Err(cannot_speak(other, JSON)),
         }
+    }
+
+    fn speaks(format: Format) -> bool {
+        format == Format::Json
     }
 }
 
@@ -185,6 +196,10 @@ where
             Format::Json => decode_json(body).map(Proto),
             Format::Bytes => Err(cannot_speak(format, &format!("{PROTOBUF} or {JSON}"))),
         }
+    }
+
+    fn speaks(format: Format) -> bool {
+        format != Format::Bytes
     }
 }
 
