@@ -1,12 +1,14 @@
 //! Endpoints that declare their HTTP route in their registry metadata, matched before the
 //! resolver: `path` (a regular expression the whole path must match), `method` (methods,
 //! comma-separated; any when absent), `host` (hosts, comma-separated; any when absent),
-//! and `handler` for the `meta` handler. They are read from the registry at most once a
-//! second, so new and gone services show within a second.
+//! and `handler` for the `meta` handler. The table also keeps every endpoint's `handler`
+//! metadata, so the `meta` handler reads no registry per request. Both are read from the
+//! registry at most once a second, so new and gone services show within a second.
 
 use super::resolver::Route;
 use crate::commands::Commands;
 use regex::Regex;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +25,19 @@ struct Declared {
     handler: Option<String>,
 }
 
-/// The declared routes of every registered endpoint, re-read when a second old.
+/// What one read of the registry gave.
+#[derive(Default)]
+struct Snapshot {
+    declared: Vec<Declared>,
+    /// `handler` metadata by (service, endpoint), for every endpoint that has it.
+    handlers: HashMap<(String, String), String>,
+}
+
+/// The declared routes and `handler` metadata of every registered endpoint, re-read when a
+/// second old.
 #[derive(Default)]
 pub(super) struct RouteTable {
-    cached: Mutex<Option<(Instant, Arc<Vec<Declared>>)>>,
+    cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
 }
 
 fn list(text: Option<&String>) -> Vec<String> {
@@ -40,16 +51,23 @@ fn list(text: Option<&String>) -> Vec<String> {
 }
 
 impl RouteTable {
-    async fn routes(&self, commands: &Commands) -> Arc<Vec<Declared>> {
-        if let Some((at, routes)) = &*self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    async fn snapshot(&self, commands: &Commands) -> Arc<Snapshot> {
+        if let Some((at, snapshot)) = &*self.cached.lock().unwrap_or_else(|e| e.into_inner())
             && at.elapsed() < FRESH
         {
-            return routes.clone();
+            return snapshot.clone();
         }
-        let mut declared = Vec::new();
+        let mut snapshot = Snapshot::default();
         for name in commands.list_services().await.unwrap_or_default() {
             for service in commands.get_service(&name).await.unwrap_or_default() {
                 for endpoint in &service.endpoints {
+                    let handler = endpoint.metadata.get("handler").cloned();
+                    if let Some(handler) = &handler {
+                        snapshot.handlers.insert(
+                            (service.name.clone(), endpoint.name.clone()),
+                            handler.clone(),
+                        );
+                    }
                     let Some(pattern) = endpoint.metadata.get("path") else {
                         continue;
                     };
@@ -57,7 +75,7 @@ impl RouteTable {
                     let Ok(path) = Regex::new(&format!("^(?:{pattern})$")) else {
                         continue;
                     };
-                    declared.push(Declared {
+                    snapshot.declared.push(Declared {
                         path,
                         methods: list(endpoint.metadata.get("method")),
                         hosts: list(endpoint.metadata.get("host")),
@@ -65,15 +83,15 @@ impl RouteTable {
                             service: service.name.clone(),
                             endpoint: endpoint.name.clone(),
                         },
-                        handler: endpoint.metadata.get("handler").cloned(),
+                        handler,
                     });
                 }
             }
         }
-        let routes = Arc::new(declared);
+        let snapshot = Arc::new(snapshot);
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), routes.clone()));
-        routes
+            Some((Instant::now(), snapshot.clone()));
+        snapshot
     }
 
     /// The declared route matching the request, with its `handler` metadata.
@@ -84,19 +102,26 @@ impl RouteTable {
         host: &str,
         path: &str,
     ) -> Option<(Route, Option<String>)> {
-        let routes = self.routes(commands).await;
-        let method = method.to_ascii_lowercase();
-        let host = host
-            .rsplit_once(':')
-            .map_or(host, |(h, _)| h)
-            .to_ascii_lowercase();
-        routes
+        let snapshot = self.snapshot(commands).await;
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        snapshot
+            .declared
             .iter()
             .find(|d| {
                 d.path.is_match(path)
-                    && (d.methods.is_empty() || d.methods.contains(&method))
-                    && (d.hosts.is_empty() || d.hosts.contains(&host))
+                    && (d.methods.is_empty()
+                        || d.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                    && (d.hosts.is_empty() || d.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
             })
             .map(|d| (d.route.clone(), d.handler.clone()))
+    }
+
+    /// The `handler` metadata of `route`'s endpoint, if it has one.
+    pub(super) async fn handler(&self, commands: &Commands, route: &Route) -> Option<String> {
+        let snapshot = self.snapshot(commands).await;
+        snapshot
+            .handlers
+            .get(&(route.service.clone(), route.endpoint.clone()))
+            .cloned()
     }
 }

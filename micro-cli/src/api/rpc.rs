@@ -221,14 +221,7 @@ pub(super) async fn meta(gateway: &Gateway, request: Request) -> Result<Response
     let (route, declared) = route_of(gateway, &request).await?;
     let handler = match declared {
         Some(handler) => Some(handler),
-        None => {
-            let versions = gateway.commands().get_service(&route.service).await?;
-            versions
-                .iter()
-                .flat_map(|v| v.endpoints.iter())
-                .find(|e| e.name == route.endpoint)
-                .and_then(|e| e.metadata.get("handler").cloned())
-        }
+        None => gateway.routes().handler(gateway.commands(), &route).await,
     };
     match handler.as_deref() {
         None | Some("rpc") => rpc_to(gateway, &route, request).await,
@@ -237,7 +230,9 @@ pub(super) async fn meta(gateway: &Gateway, request: Request) -> Result<Response
         Some(other) => Err(Error::not_implemented(
             ID,
             format!(
-                "endpoint {} asks for handler {other:?}, which this gateway does not have",
+                "endpoint {} asks for handler {other:?}, which the meta handler does not \
+                 dispatch to: set its handler metadata to rpc, api or event, or run the \
+                 gateway with --handler {other}",
                 route.endpoint
             ),
         )),
