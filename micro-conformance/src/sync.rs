@@ -292,6 +292,31 @@ pub async fn check_leader_dies(sync: Arc<dyn Sync>) {
         .unwrap_or_else(|e| panic!("{check}: resign: {e}"));
 }
 
+/// An empty lock or election id and a zero ttl are 400 errors, before any backend work.
+pub async fn check_bad_input(sync: Arc<dyn Sync>) {
+    let check = "check_bad_input";
+    let code = |result: micro_core::Result<()>, what: &str| match result {
+        Err(e) => assert_eq!(e.code, 400, "{check}: {what}: {e}"),
+        Ok(()) => panic!("{check}: {what} was accepted"),
+    };
+    code(
+        sync.lock("", LockOptions::default()).await,
+        "an empty lock id",
+    );
+    let zero = LockOptions::default().ttl(Duration::ZERO);
+    code(sync.lock(&unique("zero"), zero).await, "a zero lock ttl");
+    let leader = |id: String, options: LeaderOptions| {
+        let sync = sync.clone();
+        async move { sync.leader(&id, options).await.map(|_| ()) }
+    };
+    code(
+        leader(String::new(), LeaderOptions::default()).await,
+        "an empty election id",
+    );
+    let zero = LeaderOptions::default().ttl(Duration::ZERO);
+    code(leader(unique("zero"), zero).await, "a zero leader ttl");
+}
+
 /// One `#[tokio::test]` per case of the sync suite, each against a fresh sync from the
 /// factory (see the [crate] documentation for the three forms).
 ///
@@ -313,6 +338,7 @@ macro_rules! sync_suite {
             check_concurrent_lockers,
             check_leader_resign,
             check_leader_dies,
+            check_bad_input,
         ] $($input)*);
     };
 }

@@ -200,22 +200,6 @@ async fn a_leader_whose_key_is_deleted_is_told() {
     assert!(!leases.leases().iter().any(|l| l.id() == leader.lease()));
 }
 
-#[tokio::test]
-async fn bad_ids_and_ttls_are_clear_errors() {
-    let sync = fresh();
-    let err = sync.lock("", LockOptions::default()).await.unwrap_err();
-    assert_eq!(err.code, 400, "{err}");
-    let zero = LockOptions::default().ttl(Duration::ZERO);
-    let err = sync.lock(&unique("zero"), zero).await.unwrap_err();
-    assert_eq!(err.code, 400, "{err}");
-    let err = sync
-        .leader("", LeaderOptions::default())
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code, 400, "{err}");
-}
-
 /// Child mode (see `micro_conformance::lock_child`): takes the lock it was started for.
 #[tokio::test]
 async fn sync_child() {
