@@ -145,6 +145,40 @@ pub trait Server: Send + Sync + 'static {
     fn address(&self) -> Option<String>;
 }
 
+/// The registry record of one server node: the service `name` at `version` with `node`,
+/// and the endpoints of its handlers and subscribers sorted by name. Every server plugin
+/// registers this shape.
+pub fn node_record(
+    name: &str,
+    version: &str,
+    node: crate::registry::Node,
+    endpoints: impl IntoIterator<Item = Endpoint>,
+) -> crate::registry::Service {
+    let mut endpoints: Vec<Endpoint> = endpoints.into_iter().collect();
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::registry::Service {
+        name: name.to_string(),
+        version: version.to_string(),
+        metadata: Default::default(),
+        endpoints,
+        nodes: vec![node],
+    }
+}
+
+/// The address a server publishes: `advertise` when set, else the address it bound with an
+/// unspecified host (`0.0.0.0`, `[::]`, none) replaced by loopback.
+pub fn advertised_address(advertise: &str, bound: &str) -> String {
+    if !advertise.is_empty() {
+        return advertise.to_string();
+    }
+    for unspecified in ["0.0.0.0:", "[::]:", ":"] {
+        if let Some(port) = bound.strip_prefix(unspecified) {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    bound.to_string()
+}
+
 use crate::codec::{Format, Payload};
 use crate::context::Context;
 use crate::streaming::{self, Streaming};

@@ -223,6 +223,12 @@ impl GrpcServer {
     }
 
     fn record_for(&self, address: &str) -> Service {
+        let node = Node {
+            id: self.inner.node_id.clone(),
+            address: address.to_string(),
+            metadata: self.inner.node_metadata.clone(),
+        };
+        // One lock at a time.
         let mut endpoints: Vec<_> = lock(&self.inner.handlers)
             .iter()
             .map(|h| h.endpoint.clone())
@@ -232,18 +238,7 @@ impl GrpcServer {
                 .iter()
                 .map(|s| s.endpoint.clone()),
         );
-        endpoints.sort_by(|a, b| a.name.cmp(&b.name));
-        Service {
-            name: self.inner.name.clone(),
-            version: self.inner.version.clone(),
-            metadata: BTreeMap::new(),
-            endpoints,
-            nodes: vec![Node {
-                id: self.inner.node_id.clone(),
-                address: address.to_string(),
-                metadata: self.inner.node_metadata.clone(),
-            }],
-        }
+        micro_core::server::node_record(&self.inner.name, &self.inner.version, node, endpoints)
     }
 
     async fn subscribe_all(&self) -> Result<Vec<Box<dyn Subscriber>>> {
@@ -269,18 +264,6 @@ impl GrpcServer {
         }
         Ok(subscribers)
     }
-}
-
-/// The address to publish: `advertise`, or the bound address with an unspecified host
-/// replaced by loopback.
-fn advertised(config: &ServerConfig, bound: std::net::SocketAddr) -> String {
-    if !config.advertise.is_empty() {
-        return config.advertise.clone();
-    }
-    if bound.ip().is_unspecified() {
-        return format!("127.0.0.1:{}", bound.port());
-    }
-    bound.to_string()
 }
 
 async fn register(inner: &Inner, record: &Service) -> Result<()> {
@@ -394,7 +377,10 @@ impl Server for GrpcServer {
         let bound = listener
             .local_addr()
             .map_err(|e| Error::transport(ID, format!("no local address: {e}")))?;
-        let address = advertised(&self.inner.config, bound);
+        let address = micro_core::server::advertised_address(
+            &self.inner.config.advertise,
+            &bound.to_string(),
+        );
         let record = self.record_for(&address);
         let subscribers = self.subscribe_all().await?;
         register(&self.inner, &record).await?;

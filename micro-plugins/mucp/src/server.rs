@@ -166,24 +166,21 @@ impl MucpServer {
     }
 
     fn record_for(&self, address: &str, routes: &HashMap<String, Route>) -> Service {
-        let mut endpoints: Vec<_> = routes.values().map(|r| r.endpoint.clone()).collect();
-        endpoints.extend(
-            lock(&self.inner.subscriptions)
-                .iter()
-                .map(|s| s.endpoint.clone()),
-        );
-        endpoints.sort_by(|a, b| a.name.cmp(&b.name));
-        Service {
-            name: self.inner.name.clone(),
-            version: self.inner.version.clone(),
-            metadata: BTreeMap::new(),
-            endpoints,
-            nodes: vec![Node {
-                id: self.inner.node_id.clone(),
-                address: address.to_string(),
-                metadata: self.inner.node_metadata.clone(),
-            }],
-        }
+        let node = Node {
+            id: self.inner.node_id.clone(),
+            address: address.to_string(),
+            metadata: self.inner.node_metadata.clone(),
+        };
+        let subscriptions = lock(&self.inner.subscriptions);
+        micro_core::server::node_record(
+            &self.inner.name,
+            &self.inner.version,
+            node,
+            routes
+                .values()
+                .map(|r| r.endpoint.clone())
+                .chain(subscriptions.iter().map(|s| s.endpoint.clone())),
+        )
     }
 
     async fn subscribe_all(&self) -> Result<Vec<Box<dyn Subscriber>>> {
@@ -210,20 +207,6 @@ impl MucpServer {
         }
         Ok(subscribers)
     }
-}
-
-/// The address to publish: `advertise`, or the bound address with an unspecified host
-/// replaced by loopback.
-fn advertised(config: &ServerConfig, bound: &str) -> String {
-    if !config.advertise.is_empty() {
-        return config.advertise.clone();
-    }
-    for unspecified in ["0.0.0.0:", "[::]:", ":"] {
-        if let Some(port) = bound.strip_prefix(unspecified) {
-            return format!("127.0.0.1:{port}");
-        }
-    }
-    bound.to_string()
 }
 
 async fn register(inner: &Inner, record: &Service) -> Result<()> {
@@ -271,7 +254,10 @@ impl Server for MucpServer {
             .transport
             .listen(&self.inner.config.address)
             .await?;
-        let address = advertised(&self.inner.config, &listener.address());
+        let address = micro_core::server::advertised_address(
+            &self.inner.config.advertise,
+            &listener.address(),
+        );
         let record = self.record_for(&address, &routes);
         *self.inner.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
         self.inner.stats.restart();
