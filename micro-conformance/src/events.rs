@@ -55,26 +55,33 @@ async fn consume(
 
 /// The next event, or a failure naming the check after [`DEADLINE`].
 async fn next(consumer: &mut Consumer, check: &str, what: &str) -> Event {
+    next_event(consumer, &format!("{check}: {what}")).await
+}
+
+/// The consumer's next event; panics saying it waited for `what` when the stream ends or
+/// nothing comes within [`DEADLINE`] (for plugin tests of their own, too).
+pub async fn next_event(consumer: &mut Consumer, what: &str) -> Event {
     match tokio::time::timeout(DEADLINE, consumer.next()).await {
         Ok(Some(event)) => event,
-        Ok(None) => panic!("{check}: stream ended while waiting for {what}"),
-        Err(_) => panic!("{check}: no event after {DEADLINE:?} while waiting for {what}"),
+        Ok(None) => panic!("stream ended while waiting for {what}"),
+        Err(_) => panic!("no event after {DEADLINE:?} while waiting for {what}"),
     }
+}
+
+/// An event's payload as text (lossy), for assertions.
+pub fn payload_text(event: &Event) -> String {
+    String::from_utf8_lossy(&event.payload).into_owned()
 }
 
 /// Fails when an event arrives within [`GRACE`].
 async fn nothing_more(consumer: &mut Consumer, check: &str, what: &str) {
     if let Ok(Some(event)) = tokio::time::timeout(GRACE, consumer.next()).await {
-        panic!("{check}: unexpected {what}: {:?}", text(&event));
+        panic!("{check}: unexpected {what}: {:?}", payload_text(&event));
     }
 }
 
-fn text(event: &Event) -> String {
-    String::from_utf8_lossy(&event.payload).into_owned()
-}
-
 fn texts(events: &[Event]) -> Vec<String> {
-    events.iter().map(text).collect()
+    events.iter().map(payload_text).collect()
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -211,7 +218,7 @@ pub async fn check_consume_latest(events: Arc<dyn Events>) {
     for i in 0..3 {
         let event = next(&mut consumer, check, "a new event").await;
         assert_eq!(
-            text(&event),
+            payload_text(&event),
             format!("new{i}"),
             "{check}: only new events, in order"
         );
@@ -234,14 +241,14 @@ pub async fn check_consume_earliest(events: Arc<dyn Events>) {
     let mut consumer = consume(&events, check, &topic, options).await;
     for i in 0..3 {
         assert_eq!(
-            text(&next(&mut consumer, check, "history").await),
+            payload_text(&next(&mut consumer, check, "history").await),
             i.to_string(),
             "{check}: history in order"
         );
     }
     publish(&events, check, &topic, "3").await;
     assert_eq!(
-        text(&next(&mut consumer, check, "a new event").await),
+        payload_text(&next(&mut consumer, check, "a new event").await),
         "3",
         "{check}: then new events"
     );
@@ -261,18 +268,18 @@ pub async fn check_consume_since(events: Arc<dyn Events>) {
     let options = ConsumeOptions::default().offset(Offset::Since(since));
     let mut consumer = consume(&events, check, &topic, options).await;
     assert_eq!(
-        text(&next(&mut consumer, check, "after1").await),
+        payload_text(&next(&mut consumer, check, "after1").await),
         "after1",
         "{check}: starts at t"
     );
     assert_eq!(
-        text(&next(&mut consumer, check, "after2").await),
+        payload_text(&next(&mut consumer, check, "after2").await),
         "after2",
         "{check}: in order"
     );
     publish(&events, check, &topic, "later").await;
     assert_eq!(
-        text(&next(&mut consumer, check, "later").await),
+        payload_text(&next(&mut consumer, check, "later").await),
         "later",
         "{check}: then new events"
     );
@@ -298,7 +305,7 @@ pub async fn check_group_split(events: Arc<dyn Events>) {
             () = tokio::time::sleep_until(deadline) => panic!("{check}: only {} of 20 events after {DEADLINE:?}", seen.values().sum::<usize>()),
         };
         let event = event.unwrap_or_else(|| panic!("{check}: a stream ended"));
-        *seen.entry(text(&event)).or_default() += 1;
+        *seen.entry(payload_text(&event)).or_default() += 1;
     }
     for i in 0..20 {
         assert_eq!(
@@ -341,7 +348,7 @@ pub async fn check_two_groups(events: Arc<dyn Events>) {
     for consumer in [&mut first, &mut second] {
         for i in 0..5 {
             assert_eq!(
-                text(&next(consumer, check, "every event").await),
+                payload_text(&next(consumer, check, "every event").await),
                 i.to_string(),
                 "{check}: each group gets all, in order"
             );
@@ -361,7 +368,7 @@ pub async fn check_group_resumes(events: Arc<dyn Events>) {
     }
     for i in 0..3 {
         assert_eq!(
-            text(&next(&mut consumer, check, "first events").await),
+            payload_text(&next(&mut consumer, check, "first events").await),
             i.to_string(),
             "{check}: first consumer"
         );
@@ -377,7 +384,7 @@ pub async fn check_group_resumes(events: Arc<dyn Events>) {
     let mut consumer = consume(&events, check, &topic, options).await;
     for i in 3..5 {
         assert_eq!(
-            text(&next(&mut consumer, check, "later events").await),
+            payload_text(&next(&mut consumer, check, "later events").await),
             i.to_string(),
             "{check}: continues where the group was"
         );
@@ -399,14 +406,14 @@ pub async fn check_nack_redelivered(events: Arc<dyn Events>) {
         .unwrap_or_else(|e| panic!("{check}: nack: {e}"));
     let again = next(&mut consumer, check, "the redelivery").await;
     assert_eq!(again.id, first.id, "{check}: same event redelivered");
-    assert_eq!(text(&again), "job", "{check}: same payload");
+    assert_eq!(payload_text(&again), "job", "{check}: same payload");
     again
         .ack()
         .await
         .unwrap_or_else(|e| panic!("{check}: ack: {e}"));
     publish(&events, check, &topic, "next").await;
     assert_eq!(
-        text(&next(&mut consumer, check, "the next event").await),
+        payload_text(&next(&mut consumer, check, "the next event").await),
         "next",
         "{check}: acked, then the next event"
     );
@@ -453,7 +460,7 @@ pub async fn check_retry_limit(events: Arc<dyn Events>) {
     publish(&events, check, &topic, "healthy").await;
     let next_event = next(&mut consumer, check, "the next event").await;
     assert_eq!(
-        text(&next_event),
+        payload_text(&next_event),
         "healthy",
         "{check}: later events still delivered"
     );
@@ -533,14 +540,14 @@ pub async fn check_consume_from_sequence(events: Arc<dyn Events>) {
     let mut consumer = consume(&events, check, &topic, options).await;
     for expected in ["2", "3"] {
         assert_eq!(
-            text(&next(&mut consumer, check, expected).await),
+            payload_text(&next(&mut consumer, check, expected).await),
             expected,
             "{check}: from n on"
         );
     }
     publish(&events, check, &topic, "4").await;
     assert_eq!(
-        text(&next(&mut consumer, check, "4").await),
+        payload_text(&next(&mut consumer, check, "4").await),
         "4",
         "{check}: then new events"
     );

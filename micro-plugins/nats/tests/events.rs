@@ -7,12 +7,11 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use common::nats_address;
 use futures::StreamExt;
-use micro_conformance::support::{DEADLINE, eventually, unique};
+use micro_conformance::events::{next_event, payload_text};
+use micro_conformance::support::{eventually, unique};
 use micro_core::PluginContext;
 use micro_core::config::{LoggerConfig, Outcome, Sources, load};
-use micro_core::events::{
-    ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
-};
+use micro_core::events::{ConsumeOptions, Events, Offset, PublishOptions, ReadOptions};
 use micro_core::logger::{LogOutput, Logger};
 use micro_core::middleware::Middleware;
 use micro_core::plugin::{Components, PluginFactory, ServiceInfo};
@@ -55,18 +54,6 @@ fn fixture() -> (Arc<dyn Events>, Cleanup) {
 
 micro_conformance::events_suite!(async || fixture());
 
-async fn next(consumer: &mut Consumer, what: &str) -> Event {
-    match tokio::time::timeout(DEADLINE, consumer.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("stream ended while waiting for {what}"),
-        Err(_) => panic!("no event after {DEADLINE:?} while waiting for {what}"),
-    }
-}
-
-fn text(event: &Event) -> String {
-    String::from_utf8_lossy(&event.payload).into_owned()
-}
-
 async fn publish(events: &NatsEvents, topic: &str, payload: &'static str) {
     events
         .publish(topic, Bytes::from(payload), PublishOptions::default())
@@ -105,7 +92,7 @@ async fn messages_not_written_by_micro_are_skipped_with_a_warning() {
     publish(&events, &topic, "after").await;
 
     let read = events.read(&topic, ReadOptions::default()).await.unwrap();
-    let texts: Vec<String> = read.iter().map(text).collect();
+    let texts: Vec<String> = read.iter().map(payload_text).collect();
     assert_eq!(
         texts,
         ["before", "after"],
@@ -120,8 +107,8 @@ async fn messages_not_written_by_micro_are_skipped_with_a_warning() {
             .group(unique("readers"));
         let mut consumer = events.consume(&topic, options).await.unwrap();
         for expected in ["before", "after"] {
-            let event = next(&mut consumer, expected).await;
-            assert_eq!(text(&event), expected, "auto_ack {auto_ack}");
+            let event = next_event(&mut consumer, expected).await;
+            assert_eq!(payload_text(&event), expected, "auto_ack {auto_ack}");
             event.ack().await.unwrap();
         }
     }
@@ -147,9 +134,9 @@ async fn any_topic_name_works() {
         .await
         .unwrap();
     publish(&events, &topic, "one").await;
-    let event = next(&mut consumer, "one").await;
+    let event = next_event(&mut consumer, "one").await;
     assert_eq!(
-        (event.topic.as_str(), text(&event).as_str()),
+        (event.topic.as_str(), payload_text(&event).as_str()),
         (topic.as_str(), "one")
     );
     let read = events.read(&topic, ReadOptions::default()).await.unwrap();

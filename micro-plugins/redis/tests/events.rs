@@ -5,11 +5,10 @@ mod common;
 
 use bytes::Bytes;
 use common::redis_address;
-use micro_conformance::support::{DEADLINE, unique};
+use micro_conformance::events::{next_event, payload_text};
+use micro_conformance::support::unique;
 use micro_core::config::LoggerConfig;
-use micro_core::events::{
-    ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
-};
+use micro_core::events::{ConsumeOptions, Events, Offset, PublishOptions, ReadOptions};
 use micro_core::logger::{LogOutput, Logger};
 use micro_redis::RedisEvents;
 use std::sync::{Arc, Mutex};
@@ -48,18 +47,6 @@ fn fixture() -> (Arc<dyn Events>, Cleanup) {
 }
 
 micro_conformance::events_suite!(async || fixture());
-
-async fn next(consumer: &mut Consumer, what: &str) -> Event {
-    match tokio::time::timeout(DEADLINE, consumer.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("stream ended while waiting for {what}"),
-        Err(_) => panic!("no event after {DEADLINE:?} while waiting for {what}"),
-    }
-}
-
-fn text(event: &Event) -> String {
-    String::from_utf8_lossy(&event.payload).into_owned()
-}
 
 async fn publish(events: &RedisEvents, topic: &str, payload: &'static str) {
     events
@@ -107,7 +94,7 @@ async fn entries_not_written_by_micro_are_skipped_with_a_warning() {
     publish(&events, &topic, "after").await;
 
     let read = events.read(&topic, ReadOptions::default()).await.unwrap();
-    let texts: Vec<String> = read.iter().map(text).collect();
+    let texts: Vec<String> = read.iter().map(payload_text).collect();
     assert_eq!(
         texts,
         ["before", "after"],
@@ -121,8 +108,8 @@ async fn entries_not_written_by_micro_are_skipped_with_a_warning() {
             .group(unique("readers"));
         let mut consumer = events.consume(&topic, options).await.unwrap();
         for expected in ["before", "after"] {
-            let event = next(&mut consumer, expected).await;
-            assert_eq!(text(&event), expected, "auto_ack {auto_ack}");
+            let event = next_event(&mut consumer, expected).await;
+            assert_eq!(payload_text(&event), expected, "auto_ack {auto_ack}");
             event.ack().await.unwrap();
         }
     }

@@ -3,10 +3,9 @@
 //! history nor delivered again.
 
 use bytes::Bytes;
+use micro_conformance::events::next_event;
 use micro_conformance::support::DEADLINE;
-use micro_core::events::{
-    ConsumeOptions, Consumer, Event, Events, Offset, PublishOptions, ReadOptions,
-};
+use micro_core::events::{ConsumeOptions, Events, Offset, PublishOptions, ReadOptions};
 use micro_redis::RedisEvents;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -92,14 +91,6 @@ impl Drop for Server {
     }
 }
 
-async fn next(consumer: &mut Consumer, what: &str) -> Event {
-    match tokio::time::timeout(DEADLINE, consumer.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("stream ended while waiting for {what}"),
-        Err(_) => panic!("no event after {DEADLINE:?} while waiting for {what}"),
-    }
-}
-
 /// Publishes, trying again while the server comes back.
 async fn publish(events: &RedisEvents, payload: &'static str) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -129,14 +120,14 @@ async fn a_group_consumer_resumes_after_a_server_restart() {
         .ack_wait(Duration::from_secs(60));
     let mut consumer = events.consume("jobs", options).await.unwrap();
     publish(&events, "before").await;
-    let first = next(&mut consumer, "the event before the restart").await;
+    let first = next_event(&mut consumer, "the event before the restart").await;
     assert_eq!(&first.payload[..], b"before");
     first.ack().await.unwrap();
 
     server.restart();
     server.ready().await;
     publish(&events, "after").await;
-    let second = next(&mut consumer, "the event after the restart").await;
+    let second = next_event(&mut consumer, "the event after the restart").await;
     assert_eq!(
         &second.payload[..],
         b"after",
@@ -161,17 +152,17 @@ async fn an_unacked_event_is_redelivered_after_a_server_restart() {
         .ack_wait(Duration::from_secs(1));
     let mut consumer = events.consume("jobs", options).await.unwrap();
     publish(&events, "acked").await;
-    let acked = next(&mut consumer, "the event that is acked").await;
+    let acked = next_event(&mut consumer, "the event that is acked").await;
     assert_eq!(&acked.payload[..], b"acked");
     acked.ack().await.unwrap();
     publish(&events, "unacked").await;
-    let unacked = next(&mut consumer, "the event left unacked").await;
+    let unacked = next_event(&mut consumer, "the event left unacked").await;
     assert_eq!(&unacked.payload[..], b"unacked");
     let first_id = unacked.id.clone();
 
     server.restart();
     server.ready().await;
-    let again = next(&mut consumer, "the unacked event again").await;
+    let again = next_event(&mut consumer, "the unacked event again").await;
     assert_eq!(
         &again.payload[..],
         b"unacked",
@@ -182,7 +173,7 @@ async fn an_unacked_event_is_redelivered_after_a_server_restart() {
     drop(unacked);
 
     publish(&events, "after").await;
-    let after = next(&mut consumer, "the event after the restart").await;
+    let after = next_event(&mut consumer, "the event after the restart").await;
     assert_eq!(&after.payload[..], b"after");
     after.ack().await.unwrap();
 }
