@@ -159,15 +159,23 @@ impl Gateway {
 
     /// The address of a node of `service`, taking them in turn.
     async fn pick_node(&self, service: &str) -> Result<String, Error> {
-        let versions = self.inner.commands.get_service(service).await?;
-        let nodes: Vec<&String> = versions
-            .iter()
-            .flat_map(|v| v.nodes.iter().map(|n| &n.address))
-            .collect();
+        let mut nodes = self.inner.routes.nodes(&self.inner.commands, service).await;
+        if nodes.is_empty() {
+            // Not in the last read (or newer than it): ask the registry, which also says
+            // when the service is unknown (a 404 naming close names).
+            nodes = self
+                .inner
+                .commands
+                .get_service(service)
+                .await?
+                .iter()
+                .flat_map(|v| v.nodes.iter().map(|n| n.address.clone()))
+                .collect();
+        }
         if nodes.is_empty() {
             return Err(Error::unavailable(
                 ID,
-                format!("service {service} has no nodes"),
+                format!("service {service} has no nodes: start one, or check its registry"),
             ));
         }
         let turn = self

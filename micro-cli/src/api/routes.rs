@@ -2,7 +2,8 @@
 //! resolver: `path` (a regular expression the whole path must match), `method` (methods,
 //! comma-separated; any when absent), `host` (hosts, comma-separated; any when absent),
 //! and `handler` for the `meta` handler. The table also keeps every endpoint's `handler`
-//! metadata, so the `meta` handler reads no registry per request. Both are read from the
+//! metadata and every service's node addresses, so neither the `meta` handler nor the
+//! proxying ones read the registry per request. Both are read from the
 //! registry at most once a second, so new and gone services show within a second.
 
 use super::resolver::Route;
@@ -31,6 +32,8 @@ struct Snapshot {
     declared: Vec<Declared>,
     /// `handler` metadata by (service, endpoint), for every endpoint that has it.
     handlers: HashMap<(String, String), String>,
+    /// Node addresses by service (every version), for the proxying handlers.
+    nodes: HashMap<String, Vec<String>>,
 }
 
 /// The declared routes and `handler` metadata of every registered endpoint, re-read when a
@@ -60,6 +63,11 @@ impl RouteTable {
         let mut snapshot = Snapshot::default();
         for name in commands.list_services().await.unwrap_or_default() {
             for service in commands.get_service(&name).await.unwrap_or_default() {
+                snapshot
+                    .nodes
+                    .entry(service.name.clone())
+                    .or_default()
+                    .extend(service.nodes.iter().map(|n| n.address.clone()));
                 for endpoint in &service.endpoints {
                     let handler = endpoint.metadata.get("handler").cloned();
                     if let Some(handler) = &handler {
@@ -114,6 +122,12 @@ impl RouteTable {
                     && (d.hosts.is_empty() || d.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
             })
             .map(|d| (d.route.clone(), d.handler.clone()))
+    }
+
+    /// The node addresses of `service` (empty when it is unknown or has none).
+    pub(super) async fn nodes(&self, commands: &Commands, service: &str) -> Vec<String> {
+        let snapshot = self.snapshot(commands).await;
+        snapshot.nodes.get(service).cloned().unwrap_or_default()
     }
 
     /// The `handler` metadata of `route`'s endpoint, if it has one.
